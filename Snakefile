@@ -1,0 +1,16 @@
+# COEmu: hydro models -> rotated cubes -> (images, statistics, training, evaluation)
+# Table of contents only; each stage lives in workflow/rules/, the logic in src/coemu.
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/cubes.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_cubes(),

@@ -1,0 +1,177 @@
+"""The ``coemu`` command: one subcommand per pipeline step, called by the rules.
+
+Every subcommand validates its input before writing anything and writes its
+outputs atomically; bad input ends with ``error: FILE: variable 'V': problem``
+on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from coemu.io.errors import CoemuInputError
+
+log = logging.getLogger("coemu")
+
+
+def _add_synthetic_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=1234, help="data-set seed (default 1234)")
+    p.add_argument("--n-base", type=int, default=32, help="AMR nodes per axis per level (default 32)")
+    p.add_argument("--levels", type=int, default=4, help="AMR levels (default 4)")
+
+
+def cmd_hydro(args: argparse.Namespace) -> None:
+    """Write synthetic model ``--index`` as a hydro-model netCDF file."""
+    from coemu.hydro.model import hydro_to_dataset
+    from coemu.hydro.synthetic import draw_parameters, synthetic_model
+    from coemu.io.atomic import write_netcdf_atomic
+
+    model = synthetic_model(args.seed, args.index, n_base=args.n_base, levels=args.levels)
+    params = {f"param_{k}": v for k, v in draw_parameters(args.seed, args.index).to_dict().items()}
+    params["param_domain_half_extent"] = list(params["param_domain_half_extent"])
+    write_netcdf_atomic(hydro_to_dataset(model, {"seed": args.seed, **params}), args.output)
+    log.info("wrote %s (%d points)", args.output, model.n_points)
+
+
+def cmd_sphere(args: argparse.Namespace) -> None:
+    """Compute every model's extent and the global sphere radius (fan-in)."""
+    from coemu.geometry.sphere import sphere_summary
+    from coemu.hydro.catalog import list_model_files
+    from coemu.hydro.sources import file_extents, synthetic_extents
+    from coemu.io.atomic import write_json_atomic
+
+    if args.directory is not None:
+        try:
+            files = list_model_files(args.directory)
+        except (FileNotFoundError, ValueError) as err:
+            raise CoemuInputError(args.directory, None, str(err)) from None
+        extents = file_extents(files, progress=True)
+    else:
+        extents = synthetic_extents(args.seed, args.synthetic_count)
+    summary = sphere_summary(extents)
+    write_json_atomic(summary, args.output)
+    log.info(
+        "sphere radius %.6g m (%.3f au), limited by %s, over %d models",
+        summary["radius"],
+        summary["radius"] / 1.495978707e11,
+        summary["limiting_model"],
+        summary["n_models"],
+    )
+
+
+def read_sphere_radius(path: str | Path) -> float:
+    """The global radius (m) from a ``sphere.json``; CoemuInputError if unusable."""
+    try:
+        radius = json.loads(Path(path).read_text())["radius"]
+    except FileNotFoundError:
+        raise CoemuInputError(path, None, "file not found") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CoemuInputError(path, "radius", f"not a sphere file ({err!r})") from None
+    if not isinstance(radius, (int, float)) or not radius > 0:
+        raise CoemuInputError(path, "radius", f"must be a positive number, got {radius!r}")
+    return float(radius)
+
+
+def cmd_cubes(args: argparse.Namespace) -> None:
+    """Trim, rotate and regrid one model into its cube file."""
+    from coemu.geometry.cube import make_cubes
+    from coemu.hydro.catalog import synthetic_index
+    from coemu.hydro.sources import load_model
+    from coemu.io.atomic import write_netcdf_atomic
+
+    radius = read_sphere_radius(args.sphere)
+    t0 = time.perf_counter()
+    if args.synthetic == (args.input is not None):
+        raise CoemuInputError(None, None, "give either a model file or --synthetic, not both or neither")
+    if args.synthetic:
+        try:
+            index = synthetic_index(args.model or "")
+        except ValueError as err:
+            raise CoemuInputError(None, "model", str(err)) from None
+        model = load_model(synthetic_index=index, seed=args.seed, n_base=args.n_base, levels=args.levels)
+    else:
+        model = load_model(path=args.input)
+        if args.model is not None and args.model != model.name:
+            raise CoemuInputError(args.input, None, f"file holds model '{model.name}', not '{args.model}'")
+    t1 = time.perf_counter()
+    cubes = make_cubes(
+        model,
+        radius,
+        seed=args.seed,
+        n_rotations=args.rotations,
+        box_cells=args.box_cells,
+        grid=args.grid,
+        progress=args.progress,
+    )
+    t2 = time.perf_counter()
+    write_netcdf_atomic(cubes, args.output)
+    log.info(
+        "%s: %d points, %d rotations of %d^3: load %.2f s, regrid %.2f s, write %.2f s",
+        model.name,
+        model.n_points,
+        args.rotations,
+        args.grid,
+        t1 - t0,
+        t2 - t1,
+        time.perf_counter() - t2,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coemu", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("hydro", help="write a synthetic hydro model as netCDF")
+    p.add_argument("output", type=Path)
+    p.add_argument("--index", type=int, required=True, help="model number")
+    _add_synthetic_options(p)
+    p.set_defaults(func=cmd_hydro)
+
+    p = sub.add_parser("sphere", help="global sphere radius over all models (fan-in)")
+    p.add_argument("output", type=Path, help="sphere.json")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--directory", type=Path, help="folder of model files (*.nc, *.h5, *.hdf5)")
+    src.add_argument("--synthetic-count", type=int, help="number of synthetic models")
+    p.add_argument("--seed", type=int, default=1234, help="data-set seed (synthetic)")
+    p.set_defaults(func=cmd_sphere)
+
+    p = sub.add_parser("cubes", help="trim, rotate and regrid one model into its cube file")
+    p.add_argument("output", type=Path, help="cube netCDF file")
+    p.add_argument(
+        "input", type=Path, nargs="?", help="model file (*.nc point cloud or Magritte *.h5/*.hdf5)"
+    )
+    p.add_argument("--model", help="model id (synthetic: m + index, e.g. m00042)")
+    p.add_argument("--synthetic", action="store_true", help="generate synthetic model --model")
+    _add_synthetic_options(p)
+    p.add_argument("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
+    p.add_argument("--rotations", type=int, default=200, help="viewing directions, 0 = face-on")
+    p.add_argument("--box-cells", type=int, default=128, help="cells across the sphere's box")
+    p.add_argument("--grid", type=int, default=64, help="central cells kept per axis")
+    p.add_argument("--progress", action="store_true", help="tqdm bar over rotations")
+    p.set_defaults(func=cmd_cubes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args.func(args)
+    except CoemuInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

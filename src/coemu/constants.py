@@ -1,0 +1,10 @@
+"""Physical and astronomical constants in SI units (CODATA 2018 / IAU 2015)."""
+
+SPEED_OF_LIGHT = 2.99792458e8  # m s-1
+GRAVITATIONAL_CONSTANT = 6.67430e-11  # m3 kg-1 s-2
+BOLTZMANN = 1.380649e-23  # J K-1
+HYDROGEN_MASS = 1.6735575e-27  # kg (1H atom)
+ASTRONOMICAL_UNIT = 1.495978707e11  # m
+SOLAR_MASS = 1.98840987e30  # kg
+JULIAN_YEAR = 3.15576e7  # s
+KM = 1.0e3  # m

@@ -1,0 +1,1 @@
+"""Geometry: sphere trimming, rotations on SO(3), regridding to the cube."""

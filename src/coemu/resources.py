@@ -1,0 +1,24 @@
+"""Portable resource estimates for the rules (memory in MB, runtime in minutes).
+
+Standard library only: the Snakefile evaluates these on every run. The
+per-rotation cost comes from ``bench/cubes.py`` (about 0.3 s per 64^3
+rotation on one core of the 2-core development machine), with a 3x margin.
+"""
+
+from __future__ import annotations
+
+import math
+
+SECONDS_PER_ROTATION_64 = 1.0  # measured ~0.3 s, with margin
+
+
+def cube_mem_mb(rotations: int, grid: int) -> int:
+    """Memory of one cube job: the float32 output (3 variables) about 2.5 times, plus 1 GB."""
+    output_mb = rotations * grid**3 * 3 * 4 / 1e6
+    return int(1024 + 2.5 * output_mb)
+
+
+def cube_runtime_min(rotations: int, grid: int) -> int:
+    """Wall time of one cube job, minutes."""
+    seconds = rotations * SECONDS_PER_ROTATION_64 * (grid / 64) ** 3
+    return 5 + math.ceil(seconds / 60)

@@ -1,0 +1,173 @@
+"""`coemu sphere` / `coemu cubes`: the cube file against the contract, and bad input."""
+
+import json
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import run_cli
+
+SMALL = ["--rotations", "3", "--box-cells", "32", "--grid", "16"]
+
+
+@pytest.fixture()
+def sphere_json(tmp_path, model_nc):
+    out = tmp_path / "sphere.json"
+    run_cli("sphere", out, "--directory", model_nc.parent)
+    return out
+
+
+def test_sphere_from_a_directory(sphere_json, small_model):
+    summary = json.loads(sphere_json.read_text())
+    half = (small_model.position.max(0) - small_model.position.min(0)) / 2
+    assert summary["radius"] == pytest.approx(half.min(), rel=1e-6)  # float32 on disk
+    assert summary["limiting_model"] == "m00003" and summary["units"] == "m"
+
+
+def test_sphere_synthetic_matches_generated_points(tmp_path):
+    from coemu.geometry.sphere import Extent
+    from coemu.hydro.synthetic import synthetic_model
+
+    out = tmp_path / "sphere.json"
+    run_cli("sphere", out, "--synthetic-count", "4", "--seed", "8")
+    summary = json.loads(out.read_text())
+    radii = [Extent.of_points(synthetic_model(8, i, n_base=8, levels=2).position).radius for i in range(4)]
+    assert summary["radius"] == pytest.approx(min(radii), rel=1e-12)
+    assert summary["limiting_model"] == f"m{int(np.argmin(radii)):05d}"
+
+
+def test_cube_file_follows_the_contract(tmp_path, model_nc, sphere_json):
+    out = tmp_path / "cubes" / "m00003.nc"
+    run_cli("cubes", out, model_nc, "--model", "m00003", "--sphere", sphere_json, "--seed", "3", *SMALL)
+    radius = json.loads(sphere_json.read_text())["radius"]
+    with netCDF4.Dataset(out) as nc:
+        assert nc.data_model == "NETCDF4"
+        for name in ("temperature", "number_density_co", "velocity_z"):
+            assert nc[name].dimensions == ("rotation", "x", "y", "z")
+            assert nc[name].dtype == np.float32
+        assert nc["temperature"].units == "K"
+        assert nc["number_density_co"].units == "m-3"
+        assert nc["velocity_z"].units == "m s-1"
+        assert nc["x"].units == "m"
+    ds = xr.open_dataset(out)
+    assert dict(ds.sizes) == {"rotation": 3, "x": 16, "y": 16, "z": 16, "i": 3, "j": 3}
+    assert ds.attrs["model"] == "m00003"
+    assert ds.attrs["sphere_radius"] == pytest.approx(radius)
+    dx = 2 * radius / 32
+    for axis in "xyz":
+        np.testing.assert_allclose(np.diff(ds[axis]), dx, rtol=1e-9)
+        np.testing.assert_allclose(ds[axis].values, -ds[axis].values[::-1], atol=1e-6 * dx)
+        assert ds[axis].values[-1] == pytest.approx(8 * dx - dx / 2)
+    np.testing.assert_array_equal(ds.rotation_matrix[0], np.eye(3))
+    for k in range(3):
+        r = ds.rotation_matrix[k].values
+        np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+    for name in ("temperature", "number_density_co", "velocity_z"):
+        assert np.isfinite(ds[name]).all()
+    assert (ds.temperature > 0).all() and (ds.number_density_co > 0).all()
+    # rotation 0 is the unrotated model: same data whether written by one or three rotations
+    out1 = tmp_path / "one.nc"
+    run_cli(
+        "cubes",
+        out1,
+        model_nc,
+        "--model",
+        "m00003",
+        "--sphere",
+        sphere_json,
+        "--seed",
+        "3",
+        "--rotations",
+        "1",
+        "--box-cells",
+        "32",
+        "--grid",
+        "16",
+    )
+    np.testing.assert_array_equal(xr.open_dataset(out1).temperature[0], ds.temperature[0])
+    assert not np.array_equal(ds.temperature[1], ds.temperature[0])
+
+
+def test_synthetic_cubes_are_reproducible(tmp_path):
+    sphere = tmp_path / "sphere.json"
+    run_cli("sphere", sphere, "--synthetic-count", "3", "--seed", "4")
+    outs = []
+    for name in ("a.nc", "b.nc"):
+        outs.append(tmp_path / name)
+        run_cli(
+            "cubes",
+            outs[-1],
+            "--synthetic",
+            "--model",
+            "m00002",
+            "--seed",
+            "4",
+            "--n-base",
+            "12",
+            "--levels",
+            "3",
+            "--sphere",
+            sphere,
+            *SMALL,
+        )
+    a, b = (xr.open_dataset(p) for p in outs)
+    for name in ("temperature", "number_density_co", "velocity_z", "rotation_matrix"):
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+def corrupt(path, variable, value):
+    with netCDF4.Dataset(path, "a") as ds:
+        data = ds[variable][...]
+        data.flat[10] = value
+        ds[variable][...] = data
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: corrupt(p, "temperature", np.nan), "variable 'temperature': 1 non-finite"),
+        (lambda p: corrupt(p, "temperature", -20.0), "variable 'temperature': 1 non-positive"),
+        (lambda p: corrupt(p, "number_density_co", -1.0), "variable 'number_density_co': 1 negative"),
+        (lambda p: p.write_bytes(p.read_bytes()[:4000]), "corrupt or truncated"),
+    ],
+)
+def test_bad_model_gives_a_clear_error_and_no_output(tmp_path, model_nc, sphere_json, damage, message):
+    out_dir = tmp_path / "cubes"
+    out_dir.mkdir()
+    out = out_dir / "m00003.nc"
+    out.write_text("previous result")  # an earlier output must survive a failed run untouched
+    damage(model_nc)
+    proc = run_cli("cubes", out, model_nc, "--model", "m00003", "--sphere", sphere_json, *SMALL, check=False)
+    assert proc.returncode == 2
+    assert f"error: {model_nc}" in proc.stderr and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert out.read_text() == "previous result"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["m00003.nc"]  # no temporary left behind
+
+
+def test_missing_variable_gives_a_clear_error_and_no_output(tmp_path, model_nc, sphere_json):
+    ds = xr.open_dataset(model_nc).load()
+    bad = tmp_path / "bad" / "m00003.nc"
+    bad.parent.mkdir()
+    ds.drop_vars("velocity").to_netcdf(bad)
+    out = tmp_path / "out" / "m00003.nc"
+    proc = run_cli("cubes", out, bad, "--model", "m00003", "--sphere", sphere_json, *SMALL, check=False)
+    assert proc.returncode == 2
+    assert f"{bad}: variable 'velocity': missing variable" in proc.stderr
+    assert not out.exists() and not any(out.parent.glob("*")) if out.parent.exists() else True
+
+
+def test_bad_sphere_file(tmp_path, model_nc):
+    sphere = tmp_path / "sphere.json"
+    sphere.write_text('{"radius": -1}')
+    proc = run_cli("cubes", tmp_path / "o.nc", model_nc, "--sphere", sphere, *SMALL, check=False)
+    assert proc.returncode == 2 and "variable 'radius': must be a positive number" in proc.stderr
+
+
+def test_sphere_larger_than_the_model_is_refused(tmp_path, model_nc):
+    sphere = tmp_path / "sphere.json"
+    sphere.write_text('{"radius": 1e20}')
+    proc = run_cli("cubes", tmp_path / "o.nc", model_nc, "--sphere", sphere, *SMALL, check=False)
+    assert proc.returncode == 2 and "smaller than the sphere radius" in proc.stderr
+    assert not (tmp_path / "o.nc").exists()

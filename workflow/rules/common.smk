@@ -1,0 +1,63 @@
+# Config validation and the helpers the rules share (wiring only; logic is in coemu).
+from snakemake.utils import min_version, validate
+
+from coemu import resources
+from coemu.hydro.catalog import list_model_files, model_ids
+
+min_version("9.0")
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+MODELS = model_ids(config["models"])
+SYNTHETIC = config["models"]["source"] == "synthetic"
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9_.-]+",
+
+
+def model_files():
+    """Model id -> file path, for source directory."""
+    return {
+        k: str(v) for k, v in list_model_files(config["models"]["directory"]).items()
+    }
+
+
+def model_file(wildcards):
+    return model_files()[wildcards.model]
+
+
+# Input of a per-model job: the model file; none for synthetic models, which the
+# job generates from (seed, index). Static where possible: dry runs of 10^4 jobs
+# pay for every function call per job.
+MODEL_FILE = [] if SYNTHETIC else model_file
+
+
+def model_source_args():
+    """`coemu cubes` options that say where the model comes from."""
+    m = config["models"]
+    if SYNTHETIC:
+        return f"--synthetic --seed {config['seed']} --n-base {m['n_base']} --levels {m['levels']}"
+    return f"--seed {config['seed']}"
+
+
+def sphere_source_args():
+    m = config["models"]
+    if SYNTHETIC:
+        return f"--synthetic-count {m['count']} --seed {config['seed']}"
+    return f"--directory {m['directory']}"
+
+
+def all_cubes():
+    return expand("results/cubes/{model}.nc", model=MODELS)
+
+
+def cube_mem_mb():
+    return resources.cube_mem_mb(config["cubes"]["rotations"], config["cubes"]["grid"])
+
+
+def cube_runtime_min():
+    return resources.cube_runtime_min(
+        config["cubes"]["rotations"], config["cubes"]["grid"]
+    )
