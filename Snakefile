@@ -1,4 +1,4 @@
-# COEmu: hydro models -> rotated cubes -> (images, statistics, training, evaluation)
+# COEmu: hydro models -> rotated cubes -> images -> (statistics, training, evaluation)
 # Table of contents only; each stage lives in workflow/rules/, the logic in src/coemu.
 
 
@@ -8,9 +8,11 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/cubes.smk"
+include: "workflow/rules/images.smk"
 
 
 rule all:
     default_target: True
     input:
         all_cubes(),
+        all_images(),

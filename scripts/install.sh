@@ -16,4 +16,9 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[$extras]"
+case ",$extras," in
+  *,test,*)
+    # the reference solver for the oracle tests; --no-deps so that it cannot replace torch
+    .venv/bin/python -m pip install --quiet --no-deps "pomme==0.2.1" ;;
+esac
 touch "$stamp"

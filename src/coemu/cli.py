@@ -122,6 +122,38 @@ def cmd_cubes(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_render(args: argparse.Namespace) -> None:
+    """Render the line images of every rotation of a cube file."""
+    from coemu.rt.render import RenderSettings, render_file
+
+    settings = RenderSettings(
+        channels=args.channels,
+        spacing=args.spacing,
+        molecule=args.molecule,
+        transition=args.transition,
+        datafile=args.datafile,
+        v_turbulence=args.v_turbulence,
+        background=args.background,
+        device=args.device,
+        dtype=args.dtype,
+        compile=args.compile,
+    )
+    t0 = time.perf_counter()
+    images = render_file(args.cube, args.output, settings, faceon_path=args.faceon)
+    seconds = time.perf_counter() - t0
+    n = images.sizes["rotation"]
+    log.info(
+        "%s: %d images x %d channels on %s (%s) in %.2f s (%.1f ms per image)",
+        args.cube,
+        n,
+        images.sizes["frequency"],
+        args.device,
+        args.dtype,
+        seconds,
+        1e3 * seconds / n,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coemu", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -155,6 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=64, help="central cells kept per axis")
     p.add_argument("--progress", action="store_true", help="tqdm bar over rotations")
     p.set_defaults(func=cmd_cubes)
+    p = sub.add_parser("render", help="LTE line images of every rotation of a cube file")
+    p.add_argument("cube", type=Path, help="cube netCDF file")
+    p.add_argument("output", type=Path, help="image netCDF file")
+    p.add_argument("--faceon", type=Path, help="also write rotation 0 at the line centre here")
+    p.add_argument("--channels", type=int, default=7, help="frequency channels (default 7)")
+    p.add_argument("--spacing", type=float, default=300.0, help="channel spacing, m/s (default 300)")
+    p.add_argument("--molecule", default="CO", help="species (default CO, shipped LAMDA file)")
+    p.add_argument("--transition", type=int, default=1, help="0-based LAMDA transition (CO: 1 = J 2-1)")
+    p.add_argument("--datafile", help="LAMDA file instead of the shipped one")
+    p.add_argument("--v-turbulence", type=float, default=0.0, help="turbulent velocity, m/s (default 0)")
+    p.add_argument("--background", choices=["zero", "cmb"], default="zero")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--compile", action="store_true", help="fuse kernels with torch.compile")
+    p.set_defaults(func=cmd_render)
     return parser
 
 
@@ -167,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args.func(args)
-    except CoemuInputError as err:
+    except (CoemuInputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -22,3 +22,20 @@ def cube_runtime_min(rotations: int, grid: int) -> int:
     """Wall time of one cube job, minutes."""
     seconds = rotations * SECONDS_PER_ROTATION_64 * (grid / 64) ** 3
     return 5 + math.ceil(seconds / 60)
+
+
+#: CPU float32 solver, 7 channels of a 64^3 cube, 2 threads: about 0.05-0.1 s per image
+#: (bench/solver.py); with margin.
+SECONDS_PER_IMAGE_64_7 = 0.5
+
+
+def image_mem_mb(rotations: int, grid: int, channels: int) -> int:
+    """Memory of one image job: the cube file in float32 and float64 copies, plus 1.5 GB."""
+    cube_mb = rotations * grid**3 * 3 * 4 / 1e6
+    return int(1536 + 3 * cube_mb)
+
+
+def image_runtime_min(rotations: int, grid: int, channels: int, gpu: bool) -> int:
+    """Wall time of one image job, minutes (a GPU is assumed 10x faster)."""
+    seconds = rotations * SECONDS_PER_IMAGE_64_7 * (grid / 64) ** 3 * max(channels, 1) / 7
+    return 5 + math.ceil(seconds / (10 if gpu else 1) / 60)

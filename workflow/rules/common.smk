@@ -61,3 +61,40 @@ def cube_runtime_min():
     return resources.cube_runtime_min(
         config["cubes"]["rotations"], config["cubes"]["grid"]
     )
+
+
+def solver_args():
+    """`coemu render` options from the images section."""
+    i = config["images"]
+    args = (
+        f"--channels {i['channels']} --spacing {i['spacing']} --molecule {i['molecule']}"
+        f" --transition {i['transition']} --v-turbulence {i['v_turbulence']}"
+        f" --background {i['background']} --device {i['device']} --dtype {i['dtype']}"
+    )
+    if i["datafile"]:
+        args += f" --datafile {i['datafile']}"
+    return args + (" --compile" if i["compile"] else "")
+
+
+IMAGE_GPUS = 1 if config["images"]["device"] == "cuda" else 0
+
+
+def image_mem_mb():
+    return resources.image_mem_mb(
+        config["cubes"]["rotations"],
+        config["cubes"]["grid"],
+        config["images"]["channels"],
+    )
+
+
+def image_runtime_min():
+    return resources.image_runtime_min(
+        config["cubes"]["rotations"],
+        config["cubes"]["grid"],
+        config["images"]["channels"],
+        IMAGE_GPUS > 0,
+    )
+
+
+def all_images():
+    return expand("results/{kind}/{model}.nc", kind=["images", "faceon"], model=MODELS)

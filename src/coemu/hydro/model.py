@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from coemu.io.errors import CoemuInputError
+from coemu.io.validation import check_values
 
 #: Variables of the hydro-model contract: name -> (dims, units, long name).
 HYDRO_VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -77,22 +78,11 @@ def validate_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> None:
             n = a.shape[0]
         elif a.shape[0] != n:
             raise CoemuInputError(path, name, f"wrong shape {a.shape}: {a.shape[0]} points, position has {n}")
-        bad = ~np.isfinite(a)
-        if bad.any():
-            nan = int(np.isnan(a).sum())
-            raise CoemuInputError(path, name, f"{int(bad.sum())} non-finite values ({nan} NaN)")
+        check_values(path, name, a)
     if n == 0:
         raise CoemuInputError(path, "position", "the model has no points")
-    t = np.asarray(arrays["temperature"])
-    if (t <= 0).any():
-        raise CoemuInputError(
-            path, "temperature", f"{int((t <= 0).sum())} non-positive temperatures (min {t.min():g} K)"
-        )
-    d = np.asarray(arrays["number_density_co"])
-    if (d < 0).any():
-        raise CoemuInputError(
-            path, "number_density_co", f"{int((d < 0).sum())} negative densities (min {d.min():g} m-3)"
-        )
+    check_values(path, "temperature", arrays["temperature"], positive=True, what="temperatures")
+    check_values(path, "number_density_co", arrays["number_density_co"], nonnegative=True, what="densities")
 
 
 def hydro_to_dataset(model: HydroModel, attrs: dict | None = None):

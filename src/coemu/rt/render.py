@@ -1,0 +1,169 @@
+"""Cube file -> image file: read and check a cube, render it, write the image contract."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from coemu.io.errors import CoemuInputError
+from coemu.io.validation import check_values
+from coemu.rt.lamda import Line, load_line
+from coemu.rt.solver import background_intensity, line_images, resolve_device
+from coemu.rt.spectral import channel_frequencies, channel_velocities
+
+CUBE_DIMS = ("rotation", "x", "y", "z")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Solver settings (the ``images`` section of the config).
+
+    Attributes:
+        channels: number of frequency channels.
+        spacing: channel spacing in velocity, m s-1.
+        molecule: name of the species (its shipped LAMDA file unless ``datafile``).
+        transition: 0-based LAMDA radiative transition (CO: 1 = J 2-1).
+        datafile: LAMDA file to use instead of the shipped one.
+        v_turbulence: turbulent velocity, m s-1.
+        background: ``zero`` or ``cmb``.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1`` ...
+        dtype: ``float32`` (production) or ``float64`` (validation).
+        compile: fuse the transfer kernels with torch.compile.
+    """
+
+    channels: int = 7
+    spacing: float = 300.0
+    molecule: str = "CO"
+    transition: int = 1
+    datafile: str | None = None
+    v_turbulence: float = 0.0
+    background: str = "zero"
+    device: str = "auto"
+    dtype: str = "float32"
+    compile: bool = False
+
+
+def read_cube(path: str | Path) -> tuple[xr.Dataset, float]:
+    """Open and check a cube file; return it (loaded) and its cell size in m.
+
+    Raises:
+        CoemuInputError: unreadable file, missing variable, wrong dimensions,
+            NaN/inf, non-positive temperature or negative density.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CoemuInputError(path, None, "file not found")
+    try:
+        ds = xr.open_dataset(path).load()
+    except (OSError, ValueError, RuntimeError) as err:
+        raise CoemuInputError(path, None, f"corrupt or truncated netCDF file ({err})") from None
+    for name, kw in (
+        ("temperature", {"positive": True, "what": "temperatures"}),
+        ("number_density_co", {"nonnegative": True, "what": "densities"}),
+        ("velocity_z", {}),
+    ):
+        if name not in ds:
+            raise CoemuInputError(path, name, "missing variable")
+        if ds[name].dims != CUBE_DIMS:
+            raise CoemuInputError(path, name, f"wrong dimensions {ds[name].dims}, expected {CUBE_DIMS}")
+        check_values(path, name, ds[name].values, **kw)
+    if "z" not in ds.coords or ds.sizes["z"] < 2:
+        raise CoemuInputError(path, "z", "missing coordinate or fewer than 2 cells along z")
+    dz = np.diff(ds["z"].values)
+    if not np.allclose(dz, dz[0], rtol=1e-6) or dz[0] <= 0:
+        raise CoemuInputError(path, "z", "cell centres not uniformly increasing")
+    return ds, float(dz[0])
+
+
+def render_cube(
+    cube: xr.Dataset,
+    dx: float,
+    settings: RenderSettings,
+    line: Line,
+    rotations: slice = slice(None),
+    frequencies: np.ndarray | None = None,
+) -> xr.Dataset:
+    """Images of the selected rotations of ``cube`` as an image-contract dataset."""
+    device = resolve_device(settings.device)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[settings.dtype]
+    if frequencies is None:
+        frequencies = channel_frequencies(line.frequency, settings.channels, settings.spacing)
+        velocities = channel_velocities(settings.channels, settings.spacing)
+    else:
+        velocities = (1.0 - frequencies / line.frequency) * 2.99792458e8
+    sub = cube.isel(rotation=rotations)
+    tensors = [
+        torch.as_tensor(sub[k].values, dtype=dtype, device=device)
+        for k in ("temperature", "number_density_co", "velocity_z")
+    ]
+    images = line_images(
+        line,
+        *tensors,
+        frequencies,
+        dx,
+        v_turbulence=settings.v_turbulence,
+        background=background_intensity(settings.background, frequencies),
+        compile=settings.compile,
+    )
+    intensity = images.permute(0, 3, 1, 2).to("cpu", torch.float32).numpy()  # (rotation, frequency, x, y)
+    attrs = {
+        "model": cube.attrs.get("model", ""),
+        "molecule": line.name,
+        "transition": line.description,
+        "transition_index": int(settings.transition),
+        "rest_frequency": float(line.frequency),
+        "rest_frequency_units": "Hz",
+        "solver": "coemu.rt (Pomme-equivalent LTE, rays along z, observer at z index 0)",
+        "cell_size": dx,
+        **{
+            f"setting_{k}": ("" if v is None else v if not isinstance(v, bool) else int(v))
+            for k, v in asdict(settings).items()
+        },
+    }
+    return xr.Dataset(
+        {
+            "intensity": (
+                ("rotation", "frequency", "x", "y"),
+                intensity,
+                {"units": "W m-2 Hz-1 sr-1", "long_name": "specific intensity leaving the cube"},
+            )
+        },
+        coords={
+            "rotation": sub["rotation"].values,
+            "frequency": ("frequency", frequencies, {"units": "Hz", "long_name": "observed frequency"}),
+            "velocity": (
+                "frequency",
+                velocities,
+                {"units": "m s-1", "long_name": "velocity offset of the channel"},
+            ),
+            "x": sub["x"],
+            "y": sub["y"],
+        },
+        attrs=attrs,
+    )
+
+
+def render_file(cube_path, image_path, settings: RenderSettings, faceon_path=None) -> xr.Dataset:
+    """Render every rotation of a cube file; optionally the face-on line-centre image too.
+
+    Both outputs are checked and rendered before either is written, and each
+    is written atomically.
+    """
+    from coemu.io.atomic import write_netcdf_atomic
+
+    cube, dx = read_cube(cube_path)
+    line = load_line(settings.molecule, settings.transition, settings.datafile)
+    images = render_cube(cube, dx, settings, line)
+    faceon = None
+    if faceon_path is not None:
+        faceon = render_cube(
+            cube, dx, settings, line, rotations=slice(0, 1), frequencies=np.array([line.frequency])
+        )
+    write_netcdf_atomic(images, image_path)
+    if faceon is not None:
+        write_netcdf_atomic(faceon, faceon_path)
+    return images

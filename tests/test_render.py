@@ -1,0 +1,133 @@
+"""`coemu render`: the image file against the contract, and bad cubes."""
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def cube_nc(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("render")
+    sphere = tmp / "sphere.json"
+    run_cli("sphere", sphere, "--synthetic-count", "2", "--seed", "5")
+    out = tmp / "m00001.nc"
+    run_cli(
+        "cubes",
+        out,
+        "--synthetic",
+        "--model",
+        "m00001",
+        "--seed",
+        "5",
+        "--n-base",
+        "16",
+        "--levels",
+        "4",
+        "--sphere",
+        sphere,
+        "--rotations",
+        "3",
+        "--box-cells",
+        "48",
+        "--grid",
+        "24",
+    )
+    return out
+
+
+def test_image_file_follows_the_contract(tmp_path, cube_nc):
+    out, face = tmp_path / "img.nc", tmp_path / "face.nc"
+    run_cli("render", cube_nc, out, "--faceon", face)
+    with netCDF4.Dataset(out) as nc:
+        assert nc["intensity"].dimensions == ("rotation", "frequency", "x", "y")
+        assert nc["intensity"].dtype == np.float32
+        assert nc["intensity"].units == "W m-2 Hz-1 sr-1"
+        assert nc["frequency"].units == "Hz"
+    ds = xr.open_dataset(out)
+    assert dict(ds.sizes) == {"rotation": 3, "frequency": 7, "x": 24, "y": 24}
+    assert ds.attrs["molecule"] == "CO" and ds.attrs["transition"] == "CO(J=2-1)"
+    assert ds.attrs["rest_frequency"] == 230.538e9
+    np.testing.assert_allclose(np.diff(ds.frequency), -230.698e3, rtol=1e-5)  # 300 m/s channels
+    np.testing.assert_allclose(ds.velocity, [-900, -600, -300, 0, 300, 600, 900])
+    assert np.isfinite(ds.intensity).all() and (ds.intensity >= 0).all() and float(ds.intensity.max()) > 0
+    cube = xr.open_dataset(cube_nc)
+    np.testing.assert_array_equal(ds.x, cube.x)
+    fo = xr.open_dataset(face)
+    assert dict(fo.sizes) == {"rotation": 1, "frequency": 1, "x": 24, "y": 24}
+    assert float(fo.frequency[0]) == 230.538e9
+    np.testing.assert_array_equal(fo.intensity[0, 0], ds.intensity[0, 3])  # rotation 0, line centre
+
+
+def test_options_reach_the_solver(tmp_path, cube_nc):
+    out = tmp_path / "img.nc"
+    run_cli(
+        "render",
+        cube_nc,
+        out,
+        "--channels",
+        "3",
+        "--spacing",
+        "500",
+        "--dtype",
+        "float64",
+        "--background",
+        "cmb",
+        "--device",
+        "cpu",
+    )
+    ds = xr.open_dataset(out)
+    assert ds.sizes["frequency"] == 3 and ds.attrs["setting_background"] == "cmb"
+    np.testing.assert_allclose(ds.velocity, [-500, 0, 500])
+    assert float(ds.intensity.min()) > 1e-19  # the CMB shines through everywhere
+
+
+def damaged(tmp_path, cube_nc, how):
+    ds = xr.open_dataset(cube_nc).load()
+    if how == "nan":
+        ds["temperature"][0, 1, 2, 3] = np.nan
+    elif how == "negative temperature":
+        ds["temperature"][1, 0, 0, 0] = -5.0
+    elif how == "negative density":
+        ds["number_density_co"][2, 5, 5, 5] = -1.0
+    elif how == "wrong shape":
+        ds["velocity_z"] = ds["velocity_z"].isel(rotation=0)
+    elif how == "missing":
+        ds = ds.drop_vars("velocity_z")
+    path = tmp_path / "bad.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("nan", "variable 'temperature': 1 non-finite values (1 NaN)"),
+        ("negative temperature", "variable 'temperature': 1 non-positive temperatures"),
+        ("negative density", "variable 'number_density_co': 1 negative densities"),
+        ("wrong shape", "variable 'velocity_z': wrong dimensions"),
+        ("missing", "variable 'velocity_z': missing variable"),
+    ],
+)
+def test_bad_cube_gives_a_clear_error_and_writes_nothing(tmp_path, cube_nc, how, message):
+    bad = damaged(tmp_path, cube_nc, how)
+    out_dir = tmp_path / "out"
+    proc = run_cli("render", bad, out_dir / "img.nc", "--faceon", out_dir / "face.nc", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: {bad}: {message}" in proc.stderr
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_truncated_cube(tmp_path, cube_nc):
+    bad = tmp_path / "cut.nc"
+    bad.write_bytes(cube_nc.read_bytes()[:5000])
+    proc = run_cli("render", bad, tmp_path / "img.nc", check=False)
+    assert proc.returncode == 2 and "corrupt or truncated" in proc.stderr
+    assert not (tmp_path / "img.nc").exists()
+
+
+def test_unknown_molecule_without_datafile(tmp_path, cube_nc):
+    proc = run_cli("render", cube_nc, tmp_path / "img.nc", "--molecule", "HCN", check=False)
+    assert proc.returncode == 2 and "no LAMDA file shipped for 'HCN'" in proc.stderr
+    assert not (tmp_path / "img.nc").exists()
