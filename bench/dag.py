@@ -3,8 +3,8 @@
 Side by side in one run:
   coemu   : this workflow, `snakemake -n -q --configfile config/paper.yaml`
             and `snakemake --summary --configfile config/paper.yaml`
-  floor   : a minimal Snakefile with the same jobs (one fan-in, one job per
-            model, `touch` rules, no log/benchmark/resources/conda), i.e. what
+  floor   : a minimal Snakefile with the same jobs (one fan-in, per model one
+            cube and one image job, `touch` rules, no log/benchmark/resources/conda), i.e. what
             Snakemake itself costs for a DAG of this size
 
 Usage: python bench/dag.py [--repeat 2]   (run from the repository root)
@@ -24,13 +24,17 @@ from pathlib import Path
 FLOOR = """
 MODELS = [f"m{i:05d}" for i in range(10903)]
 rule all:
-    input: expand("results/cubes/{m}.nc", m=MODELS)
+    input: expand("results/{k}/{m}.nc", k=["images", "faceon"], m=MODELS)
 rule sphere:
     output: "results/sphere.json"
     shell: "touch {output}"
 rule cubes:
     input: "results/sphere.json"
     output: "results/cubes/{m}.nc"
+    shell: "touch {output}"
+rule images:
+    input: "results/cubes/{m}.nc"
+    output: "results/images/{m}.nc", "results/faceon/{m}.nc"
     shell: "touch {output}"
 """
 
@@ -58,10 +62,11 @@ def main() -> None:
     t_quiet, _ = wall([*sm, "-n", "-q", "--configfile", "config/paper.yaml"], repo, args.repeat)
     t_summary, out = wall([*sm, "--summary", "--configfile", "config/paper.yaml"], repo, args.repeat)
     n_cubes = sum(line.startswith("results/cubes/") for line in out.splitlines())
+    n_images = sum(line.startswith("results/images/") for line in out.splitlines())
     print(f"# paper-scale dry runs, {os.cpu_count()} cores, median of {args.repeat}")
-    print(f"cube jobs listed by --summary: {n_cubes}")
+    print(f"outputs listed by --summary: {n_cubes} cube files, {n_images} image files")
     print(f"{'run':34s} {'seconds':>8s} {'ms/job':>7s}")
-    n_jobs = n_cubes + 2
+    n_jobs = n_cubes + n_images + 2
     for name, t in (
         ("floor: minimal Snakefile, -n -q", t_floor),
         ("coemu: -n -q", t_quiet),

@@ -49,7 +49,7 @@ def test_default_config_cube_stage(workdir):
         assert (workdir / "logs/cubes" / f"{path.stem}.log").exists()
         assert (workdir / "benchmarks/cubes" / f"{path.stem}.tsv").exists()
     # a second run has nothing to do
-    proc = snakemake(workdir, "-n", "--until", "cubes")
+    proc = snakemake(workdir, "-n", *(f"results/cubes/{p.name}" for p in cubes))
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
@@ -72,12 +72,18 @@ def test_directory_source(workdir):
         f"seed: 3\nmodels: {{source: directory, directory: {models}}}\n"
         "cubes: {rotations: 2, box_cells: 32, grid: 16}\n"
     )
-    snakemake(workdir, "--cores", "2", "--configfile", "dir.yaml", "--until", "cubes")
+    snakemake(workdir, "--cores", "2", "--configfile", "dir.yaml")  # the whole pipeline built so far
     sphere = json.loads((workdir / "results/sphere.json").read_text())
     assert sorted(sphere["models"]) == ["wind2", "wind5", "wind7"]
     for name in ("wind2", "wind5", "wind7"):
         ds = xr.open_dataset(workdir / f"results/cubes/{name}.nc")
         assert ds.attrs["model"] == name and ds.temperature.shape == (2, 16, 16, 16)
+        img = xr.open_dataset(workdir / f"results/images/{name}.nc")
+        assert img.intensity.shape == (2, 7, 16, 16) and img.attrs["model"] == name
+        assert float(img.intensity.max()) > 0
+        face = xr.open_dataset(workdir / f"results/faceon/{name}.nc")
+        assert face.intensity.shape == (1, 1, 16, 16)
+        assert (workdir / f"logs/images/{name}.log").exists()
 
 
 def test_invalid_config_fails_before_any_job(workdir):
@@ -95,8 +101,10 @@ def test_unknown_config_key_is_refused(workdir):
     assert proc.returncode != 0 and "rotation" in proc.stdout + proc.stderr
 
 
-def test_paper_config_lists_every_cube_job(workdir):
+def test_paper_config_lists_every_cube_and_image_job(workdir):
     proc = snakemake(workdir, "--summary", "--configfile", "config/paper.yaml")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("results/cubes/")]
     assert len(lines) == 10903
     assert all("\tcubes\t" in line for line in lines)
+    images = [line for line in proc.stdout.splitlines() if line.startswith("results/images/")]
+    assert len(images) == 10903 and all("\timages\t" in line for line in images)

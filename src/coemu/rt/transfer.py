@@ -30,19 +30,42 @@ PROFILE_THRESHOLD = {torch.float64: 1.0e-4, torch.float32: 3.0e-2}
 TAU_THRESHOLD = {torch.float64: 1.0e-4, torch.float32: 1.0e-2}
 
 
-def erf_differences(b: torch.Tensor) -> torch.Tensor:
-    """erf(b[..., i]) - erf(b[..., i+1]) along the last axis, without cancellation in the wings.
+#: |b| beyond which a node lies in the far line wing: exp(-b^2) < 2.4e-16 of the line's peak.
+WING_CUT = 6.0
+
+
+def _erf_difference(sign0, sign1, tail0, tail1):
+    """erf(b0) - erf(b1) from sign(b) and erfc(|b|), without cancellation in the line wings.
 
     For |b| of a few, erf(b) rounds to +-1 and the plain difference loses all
-    its digits (in float32 from |b| ~ 3); with the tails erfc(|b|), the
-    difference of two same-sign values is taken between small numbers.
+    its digits (in float32 from |b| ~ 3); for two values of the same sign s,
+    erf(b0) - erf(b1) = s (erfc|b1| - erfc|b0|) is a difference of small numbers.
     """
-    tail = torch.erfc(b.abs())
-    sign = torch.sign(b)
-    erf = sign * (1.0 - tail)
-    s0, s1, t0, t1 = sign[..., :-1], sign[..., 1:], tail[..., :-1], tail[..., 1:]
-    # same sign s: erf(b0) - erf(b1) = s (erfc|b1| - erfc|b0|)
-    return torch.where(s0 == s1, s0 * (t1 - t0), erf[..., :-1] - erf[..., 1:])
+    plain = sign0 * (1.0 - tail0) - sign1 * (1.0 - tail1)
+    return torch.where(sign0 == sign1, sign0 * (tail1 - tail0), plain)
+
+
+def _segment_dtau(a0, a1, b0, b1, expb0, expb1, erf_diff):
+    """``dx int_0^1 a(s) exp(-b(s)^2) ds`` for a, b linear along the segment (closed form or series)."""
+    db = b1 - b0
+    closed = (a1 - a0) * (expb0 - expb1) + SQRT_PI * (a1 * b0 - a0 * b1) * erf_diff
+    closed = closed * (0.5 / (db**2 + 1.0e-30))
+    series = expb0 * (
+        0.5 * (a0 + a1)
+        - (1.0 / 3.0) * (a0 + 2.0 * a1) * b0 * db
+        + (1.0 / 12.0) * (a0 + 3.0 * a1) * (2.0 * b0**2 - 1.0) * db**2
+        - (1.0 / 30.0) * (a0 + 4.0 * a1) * b0 * (2.0 * b0**2 - 3.0) * db**3
+    )
+    return torch.where(db.abs() < PROFILE_THRESHOLD[b0.dtype], series, closed)
+
+
+def _segment_emission(s0, s1, emt0, emt1, dtau):
+    """Intensity a segment adds at the observer, source linear in optical depth (closed form or series)."""
+    closed = (s0 * (emt1 - emt0 * (1.0 - dtau)) + s1 * (emt0 - emt1 * (1.0 + dtau))) / (dtau + 1.0e-30)
+    d2 = dtau * dtau
+    lin, quad, cub = 0.5 * dtau, d2 / 6.0, d2 * dtau / 24.0
+    series = s0 * emt0 * (lin - quad + cub) + s1 * emt1 * (lin + quad + cub)
+    return torch.where(dtau < TAU_THRESHOLD[dtau.dtype], series, closed)
 
 
 def segment_optical_depth(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -59,20 +82,13 @@ def segment_optical_depth(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         (F, ..., N-1) segment optical depths.
     """
-    a0, a1 = a[..., :-1], a[..., 1:]
-    b0, b1 = b[..., :-1], b[..., 1:]
     expb = torch.exp(-(b**2))
-    expb0, expb1 = expb[..., :-1], expb[..., 1:]
-    db = b1 - b0
-    closed = (a1 - a0) * (expb0 - expb1) + SQRT_PI * (a1 * b0 - a0 * b1) * erf_differences(b)
-    closed = closed * (0.5 / (db**2 + 1.0e-30))
-    series = expb0 * (
-        0.5 * (a0 + a1)
-        - (1.0 / 3.0) * (a0 + 2.0 * a1) * b0 * db
-        + (1.0 / 12.0) * (a0 + 3.0 * a1) * (2.0 * b0**2 - 1.0) * db**2
-        - (1.0 / 30.0) * (a0 + 4.0 * a1) * b0 * (2.0 * b0**2 - 3.0) * db**3
+    tail = torch.erfc(b.abs())
+    sign = torch.sign(b)
+    erf_diff = _erf_difference(sign[..., :-1], sign[..., 1:], tail[..., :-1], tail[..., 1:])
+    return _segment_dtau(
+        a[..., :-1], a[..., 1:], b[..., :-1], b[..., 1:], expb[..., :-1], expb[..., 1:], erf_diff
     )
-    return torch.where(db.abs() < PROFILE_THRESHOLD[b.dtype], series, closed)
 
 
 def formal_solution(source: torch.Tensor, dtau: torch.Tensor, background: torch.Tensor | float = 0.0):
@@ -89,13 +105,41 @@ def formal_solution(source: torch.Tensor, dtau: torch.Tensor, background: torch.
     tau = torch.cumsum(dtau, dim=-1)
     emt = torch.exp(-tau)  # exp(-tau) at nodes 1..N-1
     emt0 = torch.cat([torch.ones_like(emt[..., :1]), emt[..., :-1]], dim=-1)
-    emt1 = emt
-    s0, s1 = source[..., :-1], source[..., 1:]
-    closed = (s0 * (emt1 - emt0 * (1.0 - dtau)) + s1 * (emt0 - emt1 * (1.0 + dtau))) / (dtau + 1.0e-30)
-    d2 = dtau * dtau
-    lin = 0.5 * dtau
-    quad = d2 / 6.0
-    cub = d2 * dtau / 24.0
-    series = s0 * emt0 * (lin - quad + cub) + s1 * emt1 * (lin + quad + cub)
-    segments = torch.where(dtau < TAU_THRESHOLD[dtau.dtype], series, closed)
+    segments = _segment_emission(source[..., :-1], source[..., 1:], emt0, emt, dtau)
     return background * emt[..., -1] + segments.sum(dim=-1)
+
+
+def transfer_line_segments(a: torch.Tensor, b: torch.Tensor, source: torch.Tensor, background: torch.Tensor):
+    """Same result as ``formal_solution(source, segment_optical_depth(a, b), background)``, less work.
+
+    Only segments that see the line are computed: those with a node within
+    :data:`WING_CUT` line widths of the line centre or whose two nodes lie on
+    either side of it. The others have ``dtau < a exp(-WING_CUT^2)``, below
+    2.4e-16 of the segment's optical depth at line centre, and are taken as 0. In the
+    synthetic cubes about 80% of (frequency, segment) pairs are in the far
+    wings, where the dense version spends most of its exp/erfc calls.
+
+    Args:
+        a, source: (R, N); b: (F, R, N); background: (F, 1).
+
+    Returns:
+        (F, R) emergent intensity.
+    """
+    n_freq, n_rays, n_nodes = b.shape
+    near = b.abs() < WING_CUT
+    b0, b1 = b[..., :-1], b[..., 1:]
+    active = near[..., :-1] | near[..., 1:] | ((b0 > 0) != (b1 > 0))
+    f, r, z = active.nonzero(as_tuple=True)
+    B0, B1 = b0[f, r, z], b1[f, r, z]
+    A0, A1 = a[r, z], a[r, z + 1]
+    erf_diff = _erf_difference(torch.sign(B0), torch.sign(B1), torch.erfc(B0.abs()), torch.erfc(B1.abs()))
+    dtau_active = _segment_dtau(A0, A1, B0, B1, torch.exp(-(B0**2)), torch.exp(-(B1**2)), erf_diff)
+    dtau = torch.zeros((n_freq, n_rays, n_nodes - 1), dtype=b.dtype, device=b.device)
+    dtau[f, r, z] = dtau_active
+    tau = torch.zeros((n_freq, n_rays, n_nodes), dtype=b.dtype, device=b.device)
+    torch.cumsum(dtau, dim=-1, out=tau[..., 1:])  # optical depth from the observer to each node
+    emt0, emt1 = torch.exp(-tau[f, r, z]), torch.exp(-tau[f, r, z + 1])
+    emission = _segment_emission(source[r, z], source[r, z + 1], emt0, emt1, dtau_active)
+    image = torch.zeros(n_freq * n_rays, dtype=b.dtype, device=b.device)
+    image.index_add_(0, f * n_rays + r, emission)
+    return image.view(n_freq, n_rays) + background * torch.exp(-tau[..., -1])
