@@ -69,23 +69,23 @@ def run_pomme(arrays, freqs, dx, threads, repeat, tmp):
     return out["images"], float(np.median(out["seconds"][1:] if repeat > 1 else out["seconds"]))
 
 
-def run_coemu(line, arrays, freqs, dx, dtype, repeat, device="cpu"):
+def run_coemu(line, arrays, freqs, dx, dtype, repeat, device="cpu", compile=False):
     inputs = [
         torch.as_tensor(arrays[k], dtype=dtype, device=device)
         for k in ("temperature", "number_density", "velocity_z")
     ]
-    line_images(line, *(x[:1] for x in inputs), freqs, dx)  # warm-up
+    line_images(line, *(x[:1] for x in inputs), freqs, dx, compile=compile)  # warm-up, compilation
     times = []
     for _ in range(repeat):
         for i in range(inputs[0].shape[0]):  # one cube per call, as pomme is timed
             if device != "cpu":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            line_images(line, *(x[i : i + 1] for x in inputs), freqs, dx)
+            line_images(line, *(x[i : i + 1] for x in inputs), freqs, dx, compile=compile)
             if device != "cpu":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
-    full = line_images(line, *inputs, freqs, dx).double().cpu().numpy()
+    full = line_images(line, *inputs, freqs, dx, compile=compile).double().cpu().numpy()
     return full, statistics.median(times)
 
 
@@ -103,7 +103,7 @@ def main() -> None:
     n_img = arrays["temperature"].shape[0]
     print(f"# LTE solver, CPU ({os.cpu_count()} cores), {n_img} synthetic 64^3 cubes, median ms per image")
     print(
-        f"{'channels':>8s} {'threads':>7s} {'pomme f64':>10s} {'coemu':>12s} {'ms':>7s} {'pomme/coemu':>11s} "
+        f"{'channels':>8s} {'threads':>7s} {'pomme f64':>10s} {'coemu':>17s} {'ms':>7s} {'pomme/coemu':>11s} "
         f"{'max err':>9s}"
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,14 +114,16 @@ def main() -> None:
                 ref, t_pomme = run_pomme(arrays, freqs, dx, threads, args.repeat, tmp)
                 scale = np.abs(ref).max()
                 for dtype in (torch.float64, torch.float32):
-                    img, t = run_coemu(line, arrays, freqs, dx, dtype, args.repeat)
-                    err = np.abs(img - ref).max() / scale
-                    tol = 1e-4 if dtype == torch.float64 else 1e-3
-                    assert err <= tol, f"disagreement {err:.2e} > {tol}"
-                    print(
-                        f"{n_ch:8d} {threads:7d} {1e3 * t_pomme:10.1f} {str(dtype)[6:]:>12s} {1e3 * t:7.1f} "
-                        f"{t_pomme / t:10.1f}x {err:9.1e}"
-                    )
+                    for compile in (False, True):
+                        img, t = run_coemu(line, arrays, freqs, dx, dtype, args.repeat, compile=compile)
+                        err = np.abs(img - ref).max() / scale
+                        tol = 1e-4 if dtype == torch.float64 else 1e-3
+                        assert err <= tol, f"disagreement {err:.2e} > {tol}"
+                        name = f"{str(dtype)[6:]}{' compiled' if compile else ''}"
+                        print(
+                            f"{n_ch:8d} {threads:7d} {1e3 * t_pomme:10.1f} {name:>17s} {1e3 * t:7.1f} "
+                            f"{t_pomme / t:10.1f}x {err:9.1e}"
+                        )
     if args.gpu and torch.cuda.is_available():
         big = {k: np.repeat(v[:1], 200, axis=0) for k, v in arrays.items()}
         for n_ch in (7, 1):

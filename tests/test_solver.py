@@ -166,3 +166,12 @@ def test_line_segments_only_equals_the_dense_transfer(dtype, tol):
     sparse = transfer_line_segments(a, b, source, bdy)
     assert float((b.abs() > 6).double().mean()) > 0.3  # the test does skip segments
     assert float((sparse - dense).abs().max() / dense.abs().max()) < tol
+
+
+@pytest.mark.slow
+def test_compiled_kernels_give_the_same_images():
+    freqs = channel_frequencies(LINE.frequency, 7, 300.0)
+    args = random_cube((1, 8, 8, 32), seed=6)
+    eager = line_images(LINE, *args, freqs, 4e10)
+    fused = line_images(LINE, *args, freqs, 4e10, compile=True)
+    assert float((fused - eager).abs().max() / eager.abs().max()) < 1e-12

@@ -136,6 +136,7 @@ def cmd_render(args: argparse.Namespace) -> None:
         background=args.background,
         device=args.device,
         dtype=args.dtype,
+        compile=args.compile,
     )
     t0 = time.perf_counter()
     images = render_file(args.cube, args.output, settings, faceon_path=args.faceon)
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background", choices=["zero", "cmb"], default="zero")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--compile", action="store_true", help="fuse the solver's kernels with torch.compile")
     p.set_defaults(func=cmd_render)
     return parser
 

@@ -73,7 +73,7 @@ def solver_args():
     )
     if i["datafile"]:
         args += f" --datafile {i['datafile']}"
-    return args
+    return args + (" --compile" if i["compile"] else "")
 
 
 IMAGE_GPUS = 1 if config["images"]["device"] == "cuda" else 0

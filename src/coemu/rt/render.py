@@ -32,6 +32,7 @@ class RenderSettings:
         background: ``zero`` or ``cmb``.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1`` ...
         dtype: ``float32`` (production) or ``float64`` (validation).
+        compile: fuse the solver's per-segment kernels with torch.compile.
     """
 
     channels: int = 7
@@ -43,6 +44,7 @@ class RenderSettings:
     background: str = "zero"
     device: str = "auto"
     dtype: str = "float32"
+    compile: bool = False
 
 
 def read_cube(path: str | Path) -> tuple[xr.Dataset, float]:
@@ -105,6 +107,7 @@ def render_cube(
         dx,
         v_turbulence=settings.v_turbulence,
         background=background_intensity(settings.background, frequencies),
+        compile=settings.compile,
     )
     intensity = images.permute(0, 3, 1, 2).to("cpu", torch.float32).numpy()  # (rotation, frequency, x, y)
     attrs = {

@@ -63,6 +63,7 @@ def line_images(
     v_turbulence: float = 0.0,
     background: np.ndarray | None = None,
     memory_budget: int | None = None,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Synthetic line images of a batch of cubes, rays along the last axis.
 
@@ -77,6 +78,8 @@ def line_images(
         v_turbulence: turbulent velocity, m s-1.
         background: (F,) intensity entering at z index Z-1 (default 0).
         memory_budget: bytes for temporaries (default: see :func:`chunk_elements`).
+        compile: fuse the per-segment kernels with ``torch.compile`` (see
+            :func:`coemu.rt.transfer.transfer_line_segments`).
 
     Returns:
         (B, X, Y, F) intensity in W m-2 Hz-1 sr-1, dtype and device of ``temperature``.
@@ -114,5 +117,5 @@ def line_images(
         inv_width = inverse_doppler_width(line, t, v_turbulence)
         a = (dx / SQRT_PI) * inv_width * chi * n_all[sl]
         b = inv_width * (offset + doppler * v_all[sl])  # (F, rays, Z)
-        out[sl] = transfer_line_segments(a, b, source, bdy).T
+        out[sl] = transfer_line_segments(a, b, source, bdy, compile=compile).T
     return out.view(*shape[:-1], n_freq)

@@ -18,6 +18,7 @@ differences that do not change the result beyond rounding:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -109,7 +110,26 @@ def formal_solution(source: torch.Tensor, dtau: torch.Tensor, background: torch.
     return background * emt[..., -1] + segments.sum(dim=-1)
 
 
-def transfer_line_segments(a: torch.Tensor, b: torch.Tensor, source: torch.Tensor, background: torch.Tensor):
+def _pair_optical_depth(a0, a1, b0, b1):
+    """Segment optical depths from gathered node values (1D tensors of any length)."""
+    erf_diff = _erf_difference(torch.sign(b0), torch.sign(b1), torch.erfc(b0.abs()), torch.erfc(b1.abs()))
+    return _segment_dtau(a0, a1, b0, b1, torch.exp(-(b0**2)), torch.exp(-(b1**2)), erf_diff)
+
+
+def _pair_emission(s0, s1, tau0, tau1, dtau):
+    """Segment emission at the observer from gathered node values (1D tensors of any length)."""
+    return _segment_emission(s0, s1, torch.exp(-tau0), torch.exp(-tau1), dtau)
+
+
+@functools.lru_cache(maxsize=1)
+def compiled_kernels():
+    """The two per-segment kernels fused by ``torch.compile`` (dynamic length: compiled once per process)."""
+    return torch.compile(_pair_optical_depth, dynamic=True), torch.compile(_pair_emission, dynamic=True)
+
+
+def transfer_line_segments(
+    a: torch.Tensor, b: torch.Tensor, source: torch.Tensor, background: torch.Tensor, compile: bool = False
+):
     """Same result as ``formal_solution(source, segment_optical_depth(a, b), background)``, less work.
 
     Only segments that see the line are computed: those with a node within
@@ -121,25 +141,36 @@ def transfer_line_segments(a: torch.Tensor, b: torch.Tensor, source: torch.Tenso
 
     Args:
         a, source: (R, N); b: (F, R, N); background: (F, 1).
+        compile: use the per-segment kernels fused by ``torch.compile``
+            (about 2-3x faster on the CPU, after a compilation of a few
+            seconds per process).
 
     Returns:
         (F, R) emergent intensity.
     """
     n_freq, n_rays, n_nodes = b.shape
+    n_seg = n_nodes - 1
     near = b.abs() < WING_CUT
     b0, b1 = b[..., :-1], b[..., 1:]
     active = near[..., :-1] | near[..., 1:] | ((b0 > 0) != (b1 > 0))
-    f, r, z = active.nonzero(as_tuple=True)
-    B0, B1 = b0[f, r, z], b1[f, r, z]
-    A0, A1 = a[r, z], a[r, z + 1]
-    erf_diff = _erf_difference(torch.sign(B0), torch.sign(B1), torch.erfc(B0.abs()), torch.erfc(B1.abs()))
-    dtau_active = _segment_dtau(A0, A1, B0, B1, torch.exp(-(B0**2)), torch.exp(-(B1**2)), erf_diff)
-    dtau = torch.zeros((n_freq, n_rays, n_nodes - 1), dtype=b.dtype, device=b.device)
-    dtau[f, r, z] = dtau_active
+    seg = active.view(-1).nonzero().squeeze(1)  # flat (f, r, z) segment indices
+    ray = seg // n_seg  # flat (f, r)
+    node = seg + ray  # flat (f, r, z) node index of the segment's first node
+    cell = node % (n_rays * n_nodes)  # flat (r, z) cell index of that node
+    flat_b, flat_a, flat_s = b.reshape(-1), a.reshape(-1), source.reshape(-1)
+    B0, B1 = flat_b.index_select(0, node), flat_b.index_select(0, node + 1)
+    A0, A1 = flat_a.index_select(0, cell), flat_a.index_select(0, cell + 1)
+    optical_depth, emission_of = compiled_kernels() if compile else (_pair_optical_depth, _pair_emission)
+    dtau_active = optical_depth(A0, A1, B0, B1)
+    dtau = torch.zeros(n_freq * n_rays * n_seg, dtype=b.dtype, device=b.device)
+    dtau.index_copy_(0, seg, dtau_active)
     tau = torch.zeros((n_freq, n_rays, n_nodes), dtype=b.dtype, device=b.device)
-    torch.cumsum(dtau, dim=-1, out=tau[..., 1:])  # optical depth from the observer to each node
-    emt0, emt1 = torch.exp(-tau[f, r, z]), torch.exp(-tau[f, r, z + 1])
-    emission = _segment_emission(source[r, z], source[r, z + 1], emt0, emt1, dtau_active)
+    torch.cumsum(dtau.view(n_freq, n_rays, n_seg), dim=-1, out=tau[..., 1:])  # from the observer to each node
+    flat_tau = tau.view(-1)
+    s0, s1 = flat_s.index_select(0, cell), flat_s.index_select(0, cell + 1)
+    emission = emission_of(
+        s0, s1, flat_tau.index_select(0, node), flat_tau.index_select(0, node + 1), dtau_active
+    )
     image = torch.zeros(n_freq * n_rays, dtype=b.dtype, device=b.device)
-    image.index_add_(0, f * n_rays + r, emission)
+    image.index_add_(0, ray, emission)
     return image.view(n_freq, n_rays) + background * torch.exp(-tau[..., -1])
