@@ -15,11 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +23,8 @@ import torch
 from coemu.geometry.cube import make_cubes
 from coemu.hydro.sources import synthetic_extents
 from coemu.hydro.synthetic import synthetic_model
-from coemu.rt.lamda import lamda_path, load_line
+from coemu.rt.lamda import load_line
+from coemu.rt.reference import run_reference, solver_arrays
 from coemu.rt.solver import line_images
 from coemu.rt.spectral import channel_frequencies
 
@@ -35,38 +32,13 @@ from coemu.rt.spectral import channel_frequencies
 def synthetic_inputs(n_models: int, rotations: int, seed: int = 1234):
     radius = min(e.radius for e in synthetic_extents(seed, max(n_models, 8)).values())
     cubes = [make_cubes(synthetic_model(seed, i, 32, 5), radius, seed, rotations) for i in range(n_models)]
-    arrays = {
-        k: np.concatenate([c[v].values for c in cubes]).astype(np.float64)
-        for k, v in (
-            ("temperature", "temperature"),
-            ("number_density", "number_density_co"),
-            ("velocity_z", "velocity_z"),
-        )
-    }
+    arrays = solver_arrays(cubes)
     return arrays, float(cubes[0].attrs["cell_size"])
 
 
-def run_pomme(arrays, freqs, dx, threads, repeat, tmp):
-    src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-    np.savez(
-        src,
-        **arrays,
-        frequencies=freqs,
-        dx=dx,
-        v_turbulence=0.0,
-        background=np.zeros(len(freqs)),
-        datafile=str(lamda_path()),
-        transition=1,
-        threads=threads,
-        repeat=repeat,
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "coemu.rt.reference", src, dst], capture_output=True, text=True
-    )
-    if proc.returncode:
-        sys.exit(proc.stderr)
-    out = np.load(dst)
-    return out["images"], float(np.median(out["seconds"][1:] if repeat > 1 else out["seconds"]))
+def run_pomme(arrays, freqs, dx, threads, repeat):
+    images, seconds = run_reference(arrays, freqs, dx, np.zeros(len(freqs)), threads=threads, repeat=repeat)
+    return images, float(np.median(seconds[1:] if repeat > 1 else seconds))  # first round: warm-up
 
 
 def run_coemu(line, arrays, freqs, dx, dtype, repeat, device="cpu", compile=False):
@@ -106,24 +78,23 @@ def main() -> None:
         f"{'channels':>8s} {'threads':>7s} {'pomme f64':>10s} {'coemu':>17s} {'ms':>7s} {'pomme/coemu':>11s} "
         f"{'max err':>9s}"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        for n_ch in (7, 1):
-            freqs = channel_frequencies(line.frequency, n_ch, 300.0)
-            for threads in (int(t) for t in args.threads.split(",")):
-                torch.set_num_threads(threads)
-                ref, t_pomme = run_pomme(arrays, freqs, dx, threads, args.repeat, tmp)
-                scale = np.abs(ref).max()
-                for dtype in (torch.float64, torch.float32):
-                    for compile in (False, True):
-                        img, t = run_coemu(line, arrays, freqs, dx, dtype, args.repeat, compile=compile)
-                        err = np.abs(img - ref).max() / scale
-                        tol = 1e-4 if dtype == torch.float64 else 1e-3
-                        assert err <= tol, f"disagreement {err:.2e} > {tol}"
-                        name = f"{str(dtype)[6:]}{' compiled' if compile else ''}"
-                        print(
-                            f"{n_ch:8d} {threads:7d} {1e3 * t_pomme:10.1f} {name:>17s} {1e3 * t:7.1f} "
-                            f"{t_pomme / t:10.1f}x {err:9.1e}"
-                        )
+    for n_ch in (7, 1):
+        freqs = channel_frequencies(line.frequency, n_ch, 300.0)
+        for threads in (int(t) for t in args.threads.split(",")):
+            torch.set_num_threads(threads)
+            ref, t_pomme = run_pomme(arrays, freqs, dx, threads, args.repeat)
+            scale = np.abs(ref).max()
+            for dtype in (torch.float64, torch.float32):
+                for compile in (False, True):
+                    img, t = run_coemu(line, arrays, freqs, dx, dtype, args.repeat, compile=compile)
+                    err = np.abs(img - ref).max() / scale
+                    tol = 1e-4 if dtype == torch.float64 else 1e-3
+                    assert err <= tol, f"disagreement {err:.2e} > {tol}"
+                    name = f"{str(dtype)[6:]}{' compiled' if compile else ''}"
+                    print(
+                        f"{n_ch:8d} {threads:7d} {1e3 * t_pomme:10.1f} {name:>17s} {1e3 * t:7.1f} "
+                        f"{t_pomme / t:10.1f}x {err:9.1e}"
+                    )
     if args.gpu and torch.cuda.is_available():
         big = {k: np.repeat(v[:1], 200, axis=0) for k, v in arrays.items()}
         for n_ch in (7, 1):

@@ -12,13 +12,67 @@ oracle tests install it with ``--no-deps`` beside its own dependencies.
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+#: Cube-contract variable behind each solver input.
+SOLVER_INPUTS = {
+    "temperature": "temperature",
+    "number_density": "number_density_co",
+    "velocity_z": "velocity_z",
+}
+
+
+def solver_arrays(cubes) -> dict[str, np.ndarray]:
+    """Stack the rotations of several cube datasets into float64 solver inputs (B, X, Y, Z)."""
+    return {
+        key: np.concatenate([c[var].values for c in cubes]).astype(np.float64)
+        for key, var in SOLVER_INPUTS.items()
+    }
+
+
+def run_reference(
+    arrays: dict[str, np.ndarray],
+    frequencies: np.ndarray,
+    dx: float,
+    background: np.ndarray,
+    v_turbulence: float = 0.0,
+    threads: int = 2,
+    repeat: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """pomme's images (B, X, Y, F) and the seconds of each call (repeat, B), in a separate process."""
+    from coemu.rt.lamda import lamda_path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(
+            src,
+            **arrays,
+            frequencies=frequencies,
+            dx=dx,
+            v_turbulence=v_turbulence,
+            background=background,
+            datafile=str(lamda_path()),
+            transition=1,
+            threads=threads,
+            repeat=repeat,
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "coemu.rt.reference", src, dst], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"pomme failed:\n{proc.stderr[-3000:]}")
+        out = np.load(dst)
+        return out["images"], out["seconds"]
+
 
 def main(argv: list[str]) -> int:
+    """Entry point of the separate process: IN.npz -> OUT.npz."""
     src, dst = argv
     inp = np.load(src)
     import torch
