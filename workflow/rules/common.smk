@@ -17,15 +17,17 @@ wildcard_constraints:
     model="[A-Za-z0-9_.-]+",
 
 
-def model_files():
-    """Model id -> file path, for source directory."""
-    return {
-        k: str(v) for k, v in list_model_files(config["models"]["directory"]).items()
-    }
+# Model id -> file path (source directory), listed once: an input function that
+# listed the folder per job would cost O(models^2) when the DAG is built.
+MODEL_FILES = (
+    {}
+    if SYNTHETIC
+    else {k: str(v) for k, v in list_model_files(config["models"]["directory"]).items()}
+)
 
 
 def model_file(wildcards):
-    return model_files()[wildcards.model]
+    return MODEL_FILES[wildcards.model]
 
 
 # Input of a per-model job: the model file; none for synthetic models, which the

@@ -3,7 +3,7 @@
 
 rule sphere:
     input:
-        models=lambda w: [] if SYNTHETIC else list(model_files().values()),
+        models=list(MODEL_FILES.values()),
     output:
         "results/sphere.json",
     log:
