@@ -3,8 +3,9 @@
 Side by side in one run:
   coemu   : this workflow, `snakemake -n -q --configfile config/paper.yaml`
             and `snakemake --summary --configfile config/paper.yaml`
-  floor   : a minimal Snakefile with the same jobs (one fan-in, per model one
-            cube and one image job, `touch` rules, no log/benchmark/resources/conda), i.e. what
+  floor   : a minimal Snakefile with the same jobs (one fan-in, one cube job per
+            model, one image job per block of 200 models, `touch` rules, no
+            log/benchmark/resources/conda), i.e. what
             Snakemake itself costs for a DAG of this size
 
 Usage: python bench/dag.py [--repeat 2]   (run from the repository root)
@@ -23,6 +24,7 @@ from pathlib import Path
 
 FLOOR = """
 MODELS = [f"m{i:05d}" for i in range(10903)]
+BLOCKS = {f"b{k // 200:04d}": MODELS[k : k + 200] for k in range(0, len(MODELS), 200)}
 rule all:
     input: expand("results/{k}/{m}.nc", k=["images", "faceon"], m=MODELS)
 rule sphere:
@@ -32,10 +34,12 @@ rule cubes:
     input: "results/sphere.json"
     output: "results/cubes/{m}.nc"
     shell: "touch {output}"
-rule images:
-    input: "results/cubes/{m}.nc"
-    output: "results/images/{m}.nc", "results/faceon/{m}.nc"
-    shell: "touch {output}"
+for block, models in BLOCKS.items():
+    rule:
+        name: f"images_{block}"
+        input: expand("results/cubes/{m}.nc", m=models)
+        output: expand("results/images/{m}.nc", m=models), expand("results/faceon/{m}.nc", m=models)
+        shell: "touch {output}"
 """
 
 
@@ -66,7 +70,7 @@ def main() -> None:
     print(f"# paper-scale dry runs, {os.cpu_count()} cores, median of {args.repeat}")
     print(f"outputs listed by --summary: {n_cubes} cube files, {n_images} image files")
     print(f"{'run':34s} {'seconds':>8s} {'ms/job':>7s}")
-    n_jobs = n_cubes + n_images + 2
+    n_jobs = n_cubes + -(-n_images // 200) + 2
     for name, t in (
         ("floor: minimal Snakefile, -n -q", t_floor),
         ("coemu: -n -q", t_quiet),

@@ -131,3 +131,16 @@ def test_unknown_molecule_without_datafile(tmp_path, cube_nc):
     proc = run_cli("render", cube_nc, tmp_path / "img.nc", "--molecule", "HCN", check=False)
     assert proc.returncode == 2 and "no LAMDA file shipped for 'HCN'" in proc.stderr
     assert not (tmp_path / "img.nc").exists()
+
+
+def test_render_many(tmp_path, cube_nc):
+    imgs = [tmp_path / "a.nc", tmp_path / "b.nc"]
+    faces = [tmp_path / "fa.nc", tmp_path / "fb.nc"]
+    run_cli(
+        "render-many", "--cubes", cube_nc, cube_nc, "--images", *imgs, "--faceon", *faces, "--channels", "3"
+    )
+    a, b = (xr.open_dataset(p) for p in imgs)
+    np.testing.assert_array_equal(a.intensity, b.intensity)
+    assert a.sizes["frequency"] == 3 and all(p.exists() for p in faces)
+    proc = run_cli("render-many", "--cubes", cube_nc, "--images", *imgs, check=False)
+    assert proc.returncode == 2 and "same number of files" in proc.stderr

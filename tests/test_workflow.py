@@ -83,7 +83,7 @@ def test_directory_source(workdir):
         assert float(img.intensity.max()) > 0
         face = xr.open_dataset(workdir / f"results/faceon/{name}.nc")
         assert face.intensity.shape == (1, 1, 16, 16)
-        assert (workdir / f"logs/images/{name}.log").exists()
+    assert (workdir / "logs/images/b0000.log").exists()  # one image job: 3 models, models_per_job 4
 
 
 def test_invalid_config_fails_before_any_job(workdir):
@@ -107,4 +107,5 @@ def test_paper_config_lists_every_cube_and_image_job(workdir):
     assert len(lines) == 10903
     assert all("\tcubes\t" in line for line in lines)
     images = [line for line in proc.stdout.splitlines() if line.startswith("results/images/")]
-    assert len(images) == 10903 and all("\timages\t" in line for line in images)
+    assert len(images) == 10903 and all("\timages_b" in line for line in images)
+    assert len({line.split("\t")[2] for line in images}) == 55  # blocks of 200 models

@@ -122,11 +122,10 @@ def cmd_cubes(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_render(args: argparse.Namespace) -> None:
-    """Render the line images of every rotation of a cube file."""
-    from coemu.rt.render import RenderSettings, render_file
+def _render_settings(args: argparse.Namespace):
+    from coemu.rt.render import RenderSettings
 
-    settings = RenderSettings(
+    return RenderSettings(
         channels=args.channels,
         spacing=args.spacing,
         molecule=args.molecule,
@@ -138,20 +137,55 @@ def cmd_render(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         compile=args.compile,
     )
+
+
+def _render_one(cube: Path, image: Path, faceon: Path | None, settings) -> None:
+    from coemu.rt.render import render_file
+
     t0 = time.perf_counter()
-    images = render_file(args.cube, args.output, settings, faceon_path=args.faceon)
+    images = render_file(cube, image, settings, faceon_path=faceon)
     seconds = time.perf_counter() - t0
     n = images.sizes["rotation"]
     log.info(
         "%s: %d images x %d channels on %s (%s) in %.2f s (%.1f ms per image)",
-        args.cube,
+        cube,
         n,
         images.sizes["frequency"],
-        args.device,
-        args.dtype,
+        settings.device,
+        settings.dtype,
         seconds,
         1e3 * seconds / n,
     )
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    """Render the line images of every rotation of a cube file."""
+    _render_one(args.cube, args.output, args.faceon, _render_settings(args))
+
+
+def cmd_render_many(args: argparse.Namespace) -> None:
+    """Render several cube files in one process (one job per block of models)."""
+    from tqdm import tqdm
+
+    faceon = args.faceon or [None] * len(args.cubes)
+    if not len(args.cubes) == len(args.images) == len(faceon):
+        raise CoemuInputError(None, None, "--cubes, --images and --faceon need the same number of files")
+    settings = _render_settings(args)
+    for cube, image, face in tqdm(list(zip(args.cubes, args.images, faceon, strict=True)), unit="model"):
+        _render_one(cube, image, face, settings)
+
+
+def _add_solver_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channels", type=int, default=7, help="frequency channels (default 7)")
+    p.add_argument("--spacing", type=float, default=300.0, help="channel spacing, m/s (default 300)")
+    p.add_argument("--molecule", default="CO", help="species (default CO, shipped LAMDA file)")
+    p.add_argument("--transition", type=int, default=1, help="0-based LAMDA transition (CO: 1 = J 2-1)")
+    p.add_argument("--datafile", help="LAMDA file instead of the shipped one")
+    p.add_argument("--v-turbulence", type=float, default=0.0, help="turbulent velocity, m/s (default 0)")
+    p.add_argument("--background", choices=["zero", "cmb"], default="zero")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--compile", action="store_true", help="fuse the solver's kernels with torch.compile")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,17 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cube", type=Path, help="cube netCDF file")
     p.add_argument("output", type=Path, help="image netCDF file")
     p.add_argument("--faceon", type=Path, help="also write rotation 0 at the line centre here")
-    p.add_argument("--channels", type=int, default=7, help="frequency channels (default 7)")
-    p.add_argument("--spacing", type=float, default=300.0, help="channel spacing, m/s (default 300)")
-    p.add_argument("--molecule", default="CO", help="species (default CO, shipped LAMDA file)")
-    p.add_argument("--transition", type=int, default=1, help="0-based LAMDA transition (CO: 1 = J 2-1)")
-    p.add_argument("--datafile", help="LAMDA file instead of the shipped one")
-    p.add_argument("--v-turbulence", type=float, default=0.0, help="turbulent velocity, m/s (default 0)")
-    p.add_argument("--background", choices=["zero", "cmb"], default="zero")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--compile", action="store_true", help="fuse the solver's kernels with torch.compile")
+    _add_solver_options(p)
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("render-many", help="render several cube files in one process")
+    p.add_argument("--cubes", type=Path, nargs="+", required=True, help="cube netCDF files")
+    p.add_argument("--images", type=Path, nargs="+", required=True, help="image files, one per cube")
+    p.add_argument("--faceon", type=Path, nargs="+", help="face-on image files, one per cube")
+    _add_solver_options(p)
+    p.set_defaults(func=cmd_render_many)
     return parser
 
 

@@ -35,7 +35,7 @@ def image_mem_mb(rotations: int, grid: int, channels: int) -> int:
     return int(1536 + 3 * cube_mb)
 
 
-def image_runtime_min(rotations: int, grid: int, channels: int, gpu: bool) -> int:
-    """Wall time of one image job, minutes (a GPU is assumed 10x faster)."""
-    seconds = rotations * SECONDS_PER_IMAGE_64_7 * (grid / 64) ** 3 * max(channels, 1) / 7
+def image_runtime_min(rotations: int, grid: int, channels: int, gpu: bool, models: int = 1) -> int:
+    """Wall time of one image job rendering ``models`` cube files, minutes (a GPU assumed 10x faster)."""
+    seconds = models * (5 + rotations * SECONDS_PER_IMAGE_64_7 * (grid / 64) ** 3 * max(channels, 1) / 7)
     return 5 + math.ceil(seconds / (10 if gpu else 1) / 60)

@@ -2,7 +2,7 @@
 from snakemake.utils import min_version, validate
 
 from coemu import resources
-from coemu.hydro.catalog import list_model_files, model_ids
+from coemu.hydro.catalog import list_model_files, model_blocks, model_ids
 
 min_version("9.0")
 
@@ -89,13 +89,18 @@ def image_mem_mb():
     )
 
 
-def image_runtime_min():
+def image_runtime_min(n_models):
     return resources.image_runtime_min(
         config["cubes"]["rotations"],
         config["cubes"]["grid"],
         config["images"]["channels"],
         IMAGE_GPUS > 0,
+        n_models,
     )
+
+
+# Image jobs render blocks of consecutive models: block name -> model ids.
+IMAGE_BLOCKS = model_blocks(MODELS, config["images"]["models_per_job"])
 
 
 def all_images():

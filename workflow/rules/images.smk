@@ -1,27 +1,30 @@
-# Images: the LTE CO line solver renders every rotation of every cube (one job per model),
-# plus the face-on line-centre image that pretraining uses.
+# Images: the LTE CO line solver renders every rotation of every cube, plus the face-on
+# line-centre image that pretraining uses. One job per block of models (images.models_per_job):
+# the outputs stay per model, the DAG stays small at the paper's 10,903 models.
 
+for block, block_models in IMAGE_BLOCKS.items():
 
-rule images:
-    input:
-        "results/cubes/{model}.nc",
-    output:
-        images="results/images/{model}.nc",
-        faceon="results/faceon/{model}.nc",
-    log:
-        "logs/images/{model}.log",
-    benchmark:
-        "benchmarks/images/{model}.tsv"
-    group:
-        "images"
-    conda:
-        "../../envs/coemu.yaml"
-    threads: 2
-    resources:
-        mem_mb=image_mem_mb(),
-        runtime=image_runtime_min(),
-        gpu=IMAGE_GPUS,
-    params:
-        solver=solver_args(),
-    shell:
-        "coemu render {input} {output.images} --faceon {output.faceon} {params.solver} > {log} 2>&1"
+    rule:
+        name:
+            f"images_{block}"
+        input:
+            expand("results/cubes/{model}.nc", model=block_models),
+        output:
+            images=expand("results/images/{model}.nc", model=block_models),
+            faceon=expand("results/faceon/{model}.nc", model=block_models),
+        log:
+            f"logs/images/{block}.log",
+        benchmark:
+            f"benchmarks/images/{block}.tsv"
+        conda:
+            "../../envs/coemu.yaml"
+        threads: 2
+        resources:
+            mem_mb=image_mem_mb(),
+            runtime=image_runtime_min(len(block_models)),
+            gpu=IMAGE_GPUS,
+        params:
+            solver=solver_args(),
+        shell:
+            "coemu render-many --cubes {input} --images {output.images}"
+            " --faceon {output.faceon} {params.solver} > {log} 2>&1"

@@ -51,3 +51,14 @@ def model_ids(models: dict) -> list[str]:
     if models["source"] == "synthetic":
         return [synthetic_model_id(i) for i in range(int(models["count"]))]
     return list(list_model_files(models["directory"]))
+
+
+def model_blocks(models: list[str], per_block: int) -> dict[str, list[str]]:
+    """Consecutive blocks of ``per_block`` models, named ``b0000``, ``b0001``, ...
+
+    Blocks of consecutive ids: models appended to the list (new synthetic
+    indices) only change the last block.
+    """
+    if per_block < 1:
+        raise ValueError(f"per_block must be >= 1, got {per_block}")
+    return {f"b{k // per_block:04d}": models[k : k + per_block] for k in range(0, len(models), per_block)}
