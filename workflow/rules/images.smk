@@ -8,7 +8,7 @@ for block, block_models in IMAGE_BLOCKS.items():
         name:
             f"images_{block}"
         input:
-            expand("results/cubes/{model}.nc", model=block_models),
+            cubes=expand("results/cubes/{model}.nc", model=block_models),
         output:
             images=expand("results/images/{model}.nc", model=block_models),
             faceon=expand("results/faceon/{model}.nc", model=block_models),
@@ -26,5 +26,5 @@ for block, block_models in IMAGE_BLOCKS.items():
         params:
             solver=solver_args(),
         shell:
-            "coemu render-many --cubes {input} --images {output.images}"
+            "coemu render-many --cubes {input.cubes} --images {output.images}"
             " --faceon {output.faceon} {params.solver} > {log} 2>&1"

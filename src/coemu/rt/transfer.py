@@ -70,7 +70,11 @@ def _segment_emission(s0, s1, emt0, emt1, dtau):
 
 
 def segment_optical_depth(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Optical depth of each segment, with ``a`` and ``b`` linear along it.
+    """Optical depth of each segment, with ``a`` and ``b`` linear along it (dense reference).
+
+    The solver uses :func:`transfer_line_segments`, which computes the same
+    thing for the segments that see the line only; this dense version is the
+    reference it is tested against.
 
     ``dtau = dx int_0^1 a(s) exp(-b(s)^2) ds`` with ``a = chi n / (sqrt(pi)
     delta nu)`` and ``b = (nu_comoving - nu0) / delta nu`` interpolated
@@ -93,7 +97,7 @@ def segment_optical_depth(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def formal_solution(source: torch.Tensor, dtau: torch.Tensor, background: torch.Tensor | float = 0.0):
-    """Intensity leaving node 0, with the source function linear in optical depth.
+    """Intensity leaving node 0, with the source function linear in optical depth (dense reference).
 
     Args:
         source: (..., N) source function at the nodes, W m-2 Hz-1 sr-1.
