@@ -6,7 +6,7 @@ from scipy.spatial import cKDTree
 
 from coemu.geometry.cube import make_cubes
 from coemu.geometry.regrid import CubeGeometry, cell_averages, fill_empty
-from coemu.geometry.rotations import rotate, rotation_matrices
+from coemu.geometry.rotations import line_of_sight_velocity, rotate, rotation_matrices
 from coemu.hydro.model import HydroModel
 
 
@@ -61,7 +61,7 @@ def test_radial_outflow_stays_radial_after_rotation():
     model = grid_model(41, 1.0, lambda p: np.ones(len(p)), radial(v0))
     for matrix in rotation_matrices(3, "m00001", 6):
         p = rotate(model.position, matrix)
-        v_z = model.velocity @ matrix[2]
+        v_z = line_of_sight_velocity(model.velocity, matrix)
         r = np.linalg.norm(p, axis=1)
         ok = r > 1e-9
         np.testing.assert_allclose(v_z[ok], v0 * p[ok, 2] / r[ok], atol=1e-9 * v0)

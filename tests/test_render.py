@@ -133,14 +133,34 @@ def test_unknown_molecule_without_datafile(tmp_path, cube_nc):
     assert not (tmp_path / "img.nc").exists()
 
 
-def test_render_many(tmp_path, cube_nc):
+def test_render_many_maps_each_cube_to_its_own_files(tmp_path, cube_nc):
+    hotter = tmp_path / "hotter.nc"
+    ds = xr.open_dataset(cube_nc).load()
+    ds["temperature"] = ds["temperature"] * 1.5
+    ds.to_netcdf(hotter)
+    cubes = [cube_nc, hotter]
     imgs = [tmp_path / "a.nc", tmp_path / "b.nc"]
     faces = [tmp_path / "fa.nc", tmp_path / "fb.nc"]
-    run_cli(
-        "render-many", "--cubes", cube_nc, cube_nc, "--images", *imgs, "--faceon", *faces, "--channels", "3"
-    )
-    a, b = (xr.open_dataset(p) for p in imgs)
-    np.testing.assert_array_equal(a.intensity, b.intensity)
-    assert a.sizes["frequency"] == 3 and all(p.exists() for p in faces)
-    proc = run_cli("render-many", "--cubes", cube_nc, "--images", *imgs, check=False)
+    run_cli("render-many", "--cubes", *cubes, "--images", *imgs, "--faceon", *faces, "--channels", "3")
+    for cube, img, face in zip(cubes, imgs, faces, strict=True):
+        single = tmp_path / "single.nc"
+        run_cli("render", cube, single, "--channels", "3")
+        np.testing.assert_array_equal(xr.open_dataset(img).intensity, xr.open_dataset(single).intensity)
+        assert face.exists()
+    assert not np.array_equal(xr.open_dataset(imgs[0]).intensity, xr.open_dataset(imgs[1]).intensity)
+    proc = run_cli("render-many", "--cubes", *cubes, "--images", imgs[0], check=False)
     assert proc.returncode == 2 and "same number of files" in proc.stderr
+
+
+def test_temperature_outside_the_solver_range(tmp_path, cube_nc):
+    ds = xr.open_dataset(cube_nc).load()
+    ds["temperature"][0, 0, 0, 0] = 5e5
+    bad = tmp_path / "hot.nc"
+    ds.to_netcdf(bad)
+    proc = run_cli("render", bad, tmp_path / "img.nc", check=False)
+    assert proc.returncode == 2
+    assert (
+        f"{bad}: variable 'temperature': values" in proc.stderr
+        and "outside the solver's range" in proc.stderr
+    )
+    assert not (tmp_path / "img.nc").exists()

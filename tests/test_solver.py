@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from coemu.constants import SPEED_OF_LIGHT
-from coemu.rt.lamda import BOLTZMANN, PLANCK, load_line
+from coemu.constants import BOLTZMANN, PLANCK, SPEED_OF_LIGHT
+from coemu.rt.lamda import load_line
 from coemu.rt.lte import (
     inverse_doppler_width,
     log_partition_function,

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from coemu.constants import ASTRONOMICAL_UNIT
 from coemu.io.errors import CoemuInputError
 
 log = logging.getLogger("coemu")
@@ -58,7 +59,7 @@ def cmd_sphere(args: argparse.Namespace) -> None:
     log.info(
         "sphere radius %.6g m (%.3f au), limited by %s, over %d models",
         summary["radius"],
-        summary["radius"] / 1.495978707e11,
+        summary["radius"] / ASTRONOMICAL_UNIT,
         summary["limiting_model"],
         summary["n_models"],
     )

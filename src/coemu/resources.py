@@ -29,7 +29,7 @@ def cube_runtime_min(rotations: int, grid: int) -> int:
 SECONDS_PER_IMAGE_64_7 = 0.5
 
 
-def image_mem_mb(rotations: int, grid: int, channels: int) -> int:
+def image_mem_mb(rotations: int, grid: int) -> int:
     """Memory of one image job: the cube file in float32 and float64 copies, plus 1.5 GB."""
     cube_mb = rotations * grid**3 * 3 * 4 / 1e6
     return int(1536 + 3 * cube_mb)

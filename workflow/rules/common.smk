@@ -82,11 +82,7 @@ IMAGE_GPUS = 1 if config["images"]["device"] == "cuda" else 0
 
 
 def image_mem_mb():
-    return resources.image_mem_mb(
-        config["cubes"]["rotations"],
-        config["cubes"]["grid"],
-        config["images"]["channels"],
-    )
+    return resources.image_mem_mb(config["cubes"]["rotations"], config["cubes"]["grid"])
 
 
 def image_runtime_min(n_models):

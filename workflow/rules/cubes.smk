@@ -25,7 +25,7 @@ rule cubes:
         box_cells=config["cubes"]["box_cells"],
         grid=config["cubes"]["grid"],
     shell:
-        "coemu cubes {output} {input.model} --model {wildcards.model} {params.source}"
+        "OMP_NUM_THREADS={threads} coemu cubes {output} {input.model} --model {wildcards.model} {params.source}"
         " --sphere {input.sphere}"
         " --rotations {params.rotations} --box-cells {params.box_cells}"
         " --grid {params.grid} > {log} 2>&1"

@@ -26,5 +26,5 @@ for block, block_models in IMAGE_BLOCKS.items():
         params:
             solver=solver_args(),
         shell:
-            "coemu render-many --cubes {input.cubes} --images {output.images}"
+            "OMP_NUM_THREADS={threads} coemu render-many --cubes {input.cubes} --images {output.images}"
             " --faceon {output.faceon} {params.solver} > {log} 2>&1"

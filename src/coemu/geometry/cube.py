@@ -7,7 +7,7 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from coemu.geometry.regrid import CubeGeometry, cell_averages, fill_empty
-from coemu.geometry.rotations import rotate, rotation_matrices
+from coemu.geometry.rotations import line_of_sight_velocity, rotate, rotation_matrices
 from coemu.geometry.sphere import Extent, trim_to_sphere
 from coemu.hydro.model import HydroModel
 from coemu.io.errors import CoemuInputError
@@ -76,7 +76,7 @@ def make_cubes(
         iterator = tqdm(iterator, desc=f"cubes {model.name}", unit="rot")
     for r in iterator:
         matrix = matrices[r]
-        v_z = velocity @ matrix[2]
+        v_z = line_of_sight_velocity(velocity, matrix)
         fields, count = cell_averages(
             geometry,
             rotate(position, matrix),
@@ -116,6 +116,6 @@ def cube_dataset(
         "sphere_radius_units": "m",
         "cell_size": float(geometry.cell_size),
         "box_cells": int(geometry.box_cells),
-        "observer": "on the -z side; rays run along +z towards the observer at z index 0",
+        "observer": "on the -z side, at z index 0; rays run along -z towards the observer",
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -18,13 +18,15 @@ an octree mean):
   emits (arithmetic means where a cell's densities are all zero).
 
 Cells that no point falls in take the values of the nearest point
-(nearest-neighbour interpolation through a k-d tree), so the cube never
+(nearest-neighbour interpolation through a k-d tree, queried on
+``OMP_NUM_THREADS`` threads, all cores when unset), so the cube never
 contains NaN. All steps are vectorised (``numpy.bincount``,
 ``scipy.spatial.cKDTree``); there are no Python loops over points or cells.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,7 +101,7 @@ def cell_averages(
     count = np.bincount(flat, minlength=n_cells).astype(np.float64)
     wsum = np.bincount(flat, weights=dens, minlength=n_cells)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = {"density": np.bincount(flat, weights=dens, minlength=n_cells) / count}
+        out = {"density": wsum / count}
         for name, values in weighted.items():
             vals = values[inside]
             w_mean = np.bincount(flat, weights=dens * vals, minlength=n_cells) / wsum
@@ -138,6 +140,6 @@ def fill_empty(
     centres = np.stack([c[i], c[j], c[k]], axis=1)
     if to_tree_frame is not None:
         centres = centres @ to_tree_frame.T
-    _, nearest = tree.query(centres, workers=-1)
+    _, nearest = tree.query(centres, workers=int(os.environ.get("OMP_NUM_THREADS", -1)))
     for name, arr in fields.items():
         arr.reshape(-1)[empty] = point_values[name][nearest]

@@ -34,6 +34,11 @@ def rotation_matrices(seed: int, model: str, n_rotations: int) -> np.ndarray:
     return np.stack([rotation_matrix(seed, model, k) for k in range(n_rotations)])
 
 
+def line_of_sight_velocity(velocity: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """z component (N,) of the rotated velocities ``R v`` (N, 3): positive away from the observer."""
+    return velocity @ matrix[2]
+
+
 def rotate(vectors: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply ``matrix`` (3, 3) to each row of ``vectors`` (N, 3): ``v' = R v``."""
     return vectors @ matrix.T

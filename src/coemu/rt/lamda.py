@@ -17,13 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coemu.constants import ATOMIC_MASS_UNIT, PLANCK, SPEED_OF_LIGHT
 from coemu.io.errors import CoemuInputError
-
-# CODATA 2018 exact / recommended values, as astropy uses them for pomme
-SPEED_OF_LIGHT = 2.99792458e8  # m s-1
-PLANCK = 6.62607015e-34  # J s
-BOLTZMANN = 1.380649e-23  # J K-1
-ATOMIC_MASS_UNIT = 1.66053906660e-27  # kg
 
 #: Standard atomic weights (g/mol) as tabulated in pomme 0.2.1 (pomme.utils).
 ATOMIC_WEIGHTS = {
@@ -185,7 +180,8 @@ def load_line(
         molecule: name; picks the shipped LAMDA file when ``datafile`` is None.
         transition: 0-based index into the file's radiative transitions.
         datafile: a LAMDA file to use instead of the shipped one.
-        formula: chemical formula for the molar mass (default: ``molecule``).
+        formula: chemical formula for the molar mass (default: the molecule named in the
+            LAMDA file's header, e.g. ``CO``).
     """
     data = read_lamda(lamda_path(molecule, datafile))
     if not 0 <= transition < len(data.upper):
@@ -198,7 +194,7 @@ def load_line(
     b_ul = a * SPEED_OF_LIGHT**2 / (2.0 * PLANCK * nu**3)
     b_lu = data.weight[u] / data.weight[lo] * b_ul
     try:
-        mass = molar_mass(formula or molecule) * ATOMIC_MASS_UNIT
+        mass = molar_mass(formula or data.molecule) * ATOMIC_MASS_UNIT
     except ValueError as err:
         raise CoemuInputError(data.source, "molecule", str(err)) from None
     return Line(molecule, nu, a, b_ul, float(b_lu), u, lo, mass, data)

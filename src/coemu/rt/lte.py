@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from coemu.rt.lamda import BOLTZMANN, PLANCK, SPEED_OF_LIGHT, Line
+from coemu.constants import BOLTZMANN, PLANCK, SPEED_OF_LIGHT
+from coemu.rt.lamda import Line
 
 #: Temperature range (K) of the tabulated partition function.
 TABLE_RANGE = (0.5, 2.0e5)

@@ -14,7 +14,8 @@ import math
 import numpy as np
 import torch
 
-from coemu.rt.lamda import SPEED_OF_LIGHT, Line
+from coemu.constants import SPEED_OF_LIGHT
+from coemu.rt.lamda import Line
 from coemu.rt.lte import check_temperature_range, inverse_doppler_width, opacity_and_source
 from coemu.rt.spectral import CMB_TEMPERATURE, planck
 from coemu.rt.transfer import SQRT_PI, transfer_line_segments

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coemu.rt.lamda import BOLTZMANN, PLANCK, SPEED_OF_LIGHT
+from coemu.constants import BOLTZMANN, PLANCK, SPEED_OF_LIGHT
 
 CMB_TEMPERATURE = 2.72548  # K (Fixsen 2009)
 
@@ -25,6 +25,11 @@ def channel_velocities(n_channels: int = 7, spacing: float = 300.0) -> np.ndarra
 def channel_frequencies(rest_frequency: float, n_channels: int = 7, spacing: float = 300.0) -> np.ndarray:
     """(n_channels,) observed frequencies, Hz (float64), for velocity offsets of ``spacing`` m s-1."""
     return rest_frequency * (1.0 - channel_velocities(n_channels, spacing) / SPEED_OF_LIGHT)
+
+
+def frequency_to_velocity(frequency: np.ndarray, rest_frequency: float) -> np.ndarray:
+    """Velocity offsets (m s-1, radio convention) of observed frequencies (inverse of channel_frequencies)."""
+    return (1.0 - np.asarray(frequency) / rest_frequency) * SPEED_OF_LIGHT
 
 
 def planck(frequency: np.ndarray, temperature: float) -> np.ndarray:
