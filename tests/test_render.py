@@ -3,6 +3,7 @@
 import netCDF4
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from conftest import run_cli
 
@@ -163,4 +164,11 @@ def test_temperature_outside_the_solver_range(tmp_path, cube_nc):
         f"{bad}: variable 'temperature': values" in proc.stderr
         and "outside the solver's range" in proc.stderr
     )
+    assert not (tmp_path / "img.nc").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_requested_without_cuda(tmp_path, cube_nc):
+    proc = run_cli("render", cube_nc, tmp_path / "img.nc", "--device", "cuda", check=False)
+    assert proc.returncode == 2 and "variable 'device': 'cuda' asked for, but no CUDA device" in proc.stderr
     assert not (tmp_path / "img.nc").exists()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from coemu.constants import SPEED_OF_LIGHT
+from coemu.io.errors import CoemuInputError
 from coemu.rt.lamda import Line
 from coemu.rt.lte import check_temperature_range, inverse_doppler_width, opacity_and_source
 from coemu.rt.spectral import CMB_TEMPERATURE, planck
@@ -28,10 +29,20 @@ CPU_CHUNK_ELEMENTS = 1 << 19
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch."""
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch.
+
+    Raises:
+        CoemuInputError: an unknown device name, or CUDA asked for where there is none.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise CoemuInputError(None, "device", f"unknown device '{device}' ({err})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise CoemuInputError(None, "device", f"'{device}' asked for, but no CUDA device is available")
+    return resolved
 
 
 def chunk_elements(device: torch.device, itemsize: int, memory_budget: int | None = None) -> int:
