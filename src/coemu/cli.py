@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args.func(args)
-    except (CoemuInputError, ValueError) as err:
+    except CoemuInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -9,7 +9,6 @@ min_version("9.0")
 
 validate(config, "../schemas/config.schema.yaml")
 
-MODELS = model_ids(config["models"])
 SYNTHETIC = config["models"]["source"] == "synthetic"
 
 
@@ -24,6 +23,9 @@ MODEL_FILES = (
     if SYNTHETIC
     else {k: str(v) for k, v in list_model_files(config["models"]["directory"]).items()}
 )
+
+
+MODELS = model_ids(config["models"]) if SYNTHETIC else list(MODEL_FILES)
 
 
 def model_file(wildcards):

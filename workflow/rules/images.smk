@@ -1,6 +1,6 @@
 # Images: the LTE CO line solver renders every rotation of every cube, plus the face-on
 # line-centre image that pretraining uses. One job per block of models (images.models_per_job):
-# the outputs stay per model, the DAG stays small at the paper's 10,903 models.
+# the outputs stay per model, with 55 image jobs instead of 10,903 at the paper's scale.
 
 for block, block_models in IMAGE_BLOCKS.items():
 

@@ -39,10 +39,10 @@ def _log_partition_table(line: Line, dtype: torch.dtype, device: torch.device) -
 
 
 def check_temperature_range(temperature: torch.Tensor) -> None:
-    """Raise ValueError unless every temperature lies in :data:`TABLE_RANGE`."""
+    """Raise ValueError unless every temperature (tensor or array) lies in :data:`TABLE_RANGE`."""
     lo, hi = float(temperature.min()), float(temperature.max())
     if lo < TABLE_RANGE[0] or hi > TABLE_RANGE[1]:
-        raise ValueError(f"temperatures {lo:g}..{hi:g} K outside the solver's range {TABLE_RANGE} K")
+        raise ValueError(f"values {lo:g}..{hi:g} K outside the solver's range {TABLE_RANGE} K")
 
 
 def log_partition_function(line: Line, temperature: torch.Tensor) -> torch.Tensor:

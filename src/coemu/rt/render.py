@@ -12,7 +12,7 @@ import xarray as xr
 from coemu.io.errors import CoemuInputError
 from coemu.io.validation import check_values
 from coemu.rt.lamda import Line, load_line
-from coemu.rt.lte import TABLE_RANGE
+from coemu.rt.lte import check_temperature_range
 from coemu.rt.solver import background_intensity, line_images, resolve_device
 from coemu.rt.spectral import channel_frequencies, channel_velocities, frequency_to_velocity
 
@@ -72,11 +72,10 @@ def read_cube(path: str | Path) -> tuple[xr.Dataset, float]:
         if ds[name].dims != CUBE_DIMS:
             raise CoemuInputError(path, name, f"wrong dimensions {ds[name].dims}, expected {CUBE_DIMS}")
         check_values(path, name, ds[name].values, **kw)
-    t_min, t_max = float(ds["temperature"].min()), float(ds["temperature"].max())
-    if t_min < TABLE_RANGE[0] or t_max > TABLE_RANGE[1]:
-        raise CoemuInputError(
-            path, "temperature", f"values {t_min:g}..{t_max:g} K outside the solver's range {TABLE_RANGE} K"
-        )
+    try:
+        check_temperature_range(ds["temperature"].values)
+    except ValueError as err:
+        raise CoemuInputError(path, "temperature", str(err)) from None
     if "z" not in ds.coords or ds.sizes["z"] < 2:
         raise CoemuInputError(path, "z", "missing coordinate or fewer than 2 cells along z")
     dz = np.diff(ds["z"].values)
