@@ -57,7 +57,9 @@ def log_partition_function(line: Line, temperature: torch.Tensor) -> torch.Tenso
     lo, hi = math.log(TABLE_RANGE[0]), math.log(TABLE_RANGE[1])
     x = (torch.log(temperature) - lo) * ((TABLE_NODES - 1) / (hi - lo))
     i = x.to(torch.int64).clamp_(min=0, max=TABLE_NODES - 2)
-    return torch.lerp(table[i], table[i + 1], x - i)
+    flat = i.view(-1)
+    lower, upper = table.index_select(0, flat).view_as(x), table.index_select(0, flat + 1).view_as(x)
+    return torch.lerp(lower, upper, x - i)
 
 
 def lte_fractions(line: Line, temperature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -119,7 +119,7 @@ def line_images(
     per_chunk = chunk_elements(device, temperature.element_size(), memory_budget) // (n_z * n_freq)
     ray_chunk = max(1, min(rays, 2 ** int(math.log2(max(per_chunk, 1)))))  # powers of 2 divide 64^2 rays
     t_all, n_all, v_all = (x.reshape(rays, n_z) for x in (temperature, number_density, velocity_z))
-    offset, doppler, bdy = offset.view(-1, 1, 1), doppler.view(-1, 1, 1), bdy.view(-1, 1)
+    bdy = bdy.view(-1, 1)
 
     out = torch.empty((rays, n_freq), dtype=dtype, device=device)
     for start in range(0, rays, ray_chunk):
@@ -128,6 +128,5 @@ def line_images(
         chi, source = opacity_and_source(line, t)
         inv_width = inverse_doppler_width(line, t, v_turbulence)
         a = (dx / SQRT_PI) * inv_width * chi * n_all[sl]
-        b = inv_width * (offset + doppler * v_all[sl])  # (F, rays, Z)
-        out[sl] = transfer_line_segments(a, b, source, bdy, compile=compile).T
+        out[sl] = transfer_line_segments(a, inv_width, v_all[sl], offset, doppler, source, bdy, compile).T
     return out.view(*shape[:-1], n_freq)
