@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from coemu.constants import ASTRONOMICAL_UNIT
+from coemu.data.variables import DEFAULT_DENSITY_FLOOR, DEFAULT_INTENSITY_FLOOR
 from coemu.io.errors import CoemuInputError
 
 log = logging.getLogger("coemu")
@@ -176,6 +177,54 @@ def cmd_render_many(args: argparse.Namespace) -> None:
         _render_one(cube, image, face, settings)
 
 
+def cmd_split(args: argparse.Namespace) -> None:
+    """Assign every model (from sphere.json) to train, validation or test."""
+    from coemu.data.split import split_models
+    from coemu.io.atomic import write_json_atomic
+
+    try:
+        models = list(json.loads(Path(args.sphere).read_text())["models"])
+    except (OSError, ValueError, KeyError) as err:
+        raise CoemuInputError(args.sphere, "models", f"cannot be read ({err})") from None
+    fractions = {"train": args.train, "validation": args.validation, "test": args.test}
+    try:
+        split = split_models(models, fractions, args.seed)
+    except ValueError as err:
+        raise CoemuInputError(None, "split", str(err)) from None
+    summary = {"seed": args.seed, "fractions": fractions, "counts": {k: len(v) for k, v in split.items()}}
+    write_json_atomic(summary | split, args.output)
+    log.info("split %s", summary["counts"])
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    """Global statistics of the training models' cube and image files on a Dask cluster."""
+    from coemu.io.atomic import write_json_atomic
+    from coemu.stats.cluster import dask_client
+    from coemu.stats.global_stats import global_statistics
+
+    try:
+        models = json.loads(Path(args.split).read_text())[args.subset]
+    except (OSError, ValueError, KeyError) as err:
+        raise CoemuInputError(args.split, args.subset, f"cannot be read ({err})") from None
+    if not models:
+        raise CoemuInputError(args.split, args.subset, "no models")
+    try:
+        settings = json.loads(args.dask)
+    except ValueError as err:
+        raise CoemuInputError(None, "dask", f"settings are not JSON ({err})") from None
+    cubes = [str(args.cubes_dir / f"{m}.nc") for m in models]
+    images = [str(args.images_dir / f"{m}.nc") for m in models]
+    floors = {"number_density_co": args.density_floor, "intensity": args.intensity_floor}
+    t0 = time.perf_counter()
+    with dask_client(settings) as client:
+        stats = global_statistics(
+            client, cubes, images, floors, args.block_rotations, args.bins, args.gather_max
+        )
+    stats |= {"subset": args.subset, "models": models}
+    write_json_atomic(stats, args.output)
+    log.info("statistics of %d models in %.1f s -> %s", len(models), time.perf_counter() - t0, args.output)
+
+
 def _add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=7, help="frequency channels (default 7)")
     p.add_argument("--spacing", type=float, default=300.0, help="channel spacing, m/s (default 300)")
@@ -235,6 +284,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faceon", type=Path, nargs="+", help="face-on image files, one per cube")
     _add_solver_options(p)
     p.set_defaults(func=cmd_render_many)
+
+    p = sub.add_parser("split", help="train/validation/test split by model")
+    p.add_argument("sphere", type=Path, help="sphere.json (its models are split)")
+    p.add_argument("output", type=Path, help="split.json")
+    p.add_argument("--train", type=float, default=0.8)
+    p.add_argument("--validation", type=float, default=0.1)
+    p.add_argument("--test", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=1234)
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("stats", help="global statistics on a Dask cluster (results/stats/global.json)")
+    p.add_argument("split", type=Path, help="split.json")
+    p.add_argument("output", type=Path, help="global.json")
+    p.add_argument("--subset", default="train", help="split whose models are reduced (default train)")
+    p.add_argument("--cubes-dir", type=Path, default=Path("results/cubes"))
+    p.add_argument("--images-dir", type=Path, default=Path("results/images"))
+    p.add_argument("--dask", default="{}", help="JSON: the config's dask section (default LocalCluster)")
+    p.add_argument("--density-floor", type=float, default=DEFAULT_DENSITY_FLOOR, help="m-3")
+    p.add_argument("--intensity-floor", type=float, default=DEFAULT_INTENSITY_FLOOR, help="W m-2 Hz-1 sr-1")
+    p.add_argument("--block-rotations", type=int, help="rotations per Dask chunk (default whole file)")
+    p.add_argument("--bins", type=int, default=4096, help="bins per median-refinement pass")
+    p.add_argument("--gather-max", type=int, default=1 << 21, help="values gathered at most per variable")
+    p.set_defaults(func=cmd_stats)
     return parser
 
 

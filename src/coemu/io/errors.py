@@ -19,3 +19,7 @@ class CoemuInputError(ValueError):
         where = self.path if self.path is not None else "<input>"
         what = f"variable '{variable}': " if variable else ""
         super().__init__(f"{where}: {what}{problem}")
+
+    def __reduce__(self):
+        # pickled across processes (Dask workers): rebuild from the three parts, not the message
+        return (type(self), (self.path, self.variable, self.problem))

@@ -1,0 +1,1 @@
+"""Data-set preparation: the model-wise split and the preprocessing transform (paper eq. 12-16)."""

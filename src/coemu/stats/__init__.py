@@ -1,0 +1,1 @@
+"""Global statistics of the cube and image files on a Dask ``distributed`` cluster."""

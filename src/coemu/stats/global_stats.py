@@ -1,0 +1,89 @@
+"""``results/stats/global.json``: statistics of every cube variable and of the image intensity.
+
+Contract (shared/DESIGN.md): ``{"cubes": {VAR: S, ...}, "images": {"intensity": S}}``
+with S = ``{count, mean, variance, min, max, median, median_of_medians}`` over
+the raw values and the same keys under ``S["transformed"]`` for the values
+preprocessing normalises (:func:`coemu.data.variables.transformed_values`:
+ln T, ln max(n, floor), ln max(I, floor), v itself). Also ``floors``, the
+models the statistics cover, and the number of files.
+
+The transformed medians come from the raw order statistics: ln and max(., floor)
+are monotone, so the middle values of ln x are ln of the middle values of x
+(the tests check this against numpy on the transformed values).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+
+import dask
+import dask.array as da
+import numpy as np
+
+from coemu.data.variables import INPUT_VARIABLES, transformed_values
+from coemu.stats.lazy import lazy_files
+from coemu.stats.reductions import exact_medians, file_medians, moments
+
+log = logging.getLogger(__name__)
+
+KEYS = ("count", "mean", "variance", "min", "max", "median", "median_of_medians")
+
+
+def _flat(files: list):
+    return da.concatenate([a.ravel() for a in files]).astype(np.float64)
+
+
+def global_statistics(
+    client,
+    cube_paths: Sequence[str],
+    image_paths: Sequence[str],
+    floors: dict[str, float],
+    block_rotations: int | None = None,
+    bins: int = 4096,
+    gather_max: int = 1 << 21,
+) -> dict:
+    """Compute the contract's statistics on the cluster behind ``client``.
+
+    Args:
+        cube_paths, image_paths: the files to reduce (e.g. the training models').
+        floors: ``{"number_density_co": m-3, "intensity": W m-2 Hz-1 sr-1}``.
+        block_rotations: rotations per Dask chunk (default: one chunk per file).
+        bins, gather_max: see :func:`coemu.stats.reductions.exact_medians`.
+    """
+    sources = {v: ("cubes", cube_paths) for v in INPUT_VARIABLES} | {"intensity": ("images", image_paths)}
+    files = {v: lazy_files(client, paths, v, block_rotations) for v, (_, paths) in sources.items()}
+    flats = {v: _flat(f) for v, f in files.items()}
+    lazy = {}
+    for v, f in files.items():
+        transform = functools.partial(transformed_values, v, floors=floors)
+        lazy[v] = {
+            "raw": moments(flats[v]) | {"file_medians": file_medians(f)},
+            "transformed": moments(flats[v].map_blocks(transform, dtype=np.float64))
+            | {"file_medians": file_medians(f, transform)},
+        }
+    log.info("pass 1: moments, extremes and per-file medians of %s", ", ".join(files))
+    (first,) = dask.compute(lazy)
+    middles = exact_medians(flats, {v: first[v]["raw"] for v in files}, bins, gather_max)
+    result: dict = {"cubes": {}, "images": {}, "floors": dict(floors)}
+    for v, (group, _) in sources.items():
+        transform = functools.partial(transformed_values, v, floors=floors)
+        entry = {}
+        for kind in ("raw", "transformed"):
+            s = first[v][kind]
+            lo_hi = (
+                middles[v] if kind == "raw" else tuple(float(transform(np.float64(m))) for m in middles[v])
+            )
+            entry[kind] = {
+                "count": int(s["count"]),
+                "mean": float(s["mean"]),
+                "variance": float(s["variance"]),
+                "min": float(s["min"]),
+                "max": float(s["max"]),
+                "median": (lo_hi[0] + lo_hi[1]) / 2.0,
+                "median_of_medians": float(np.median(s["file_medians"])),
+            }
+        result[group][v] = entry["raw"] | {"transformed": entry["transformed"]}
+    result["files"] = {"cubes": len(cube_paths), "images": len(image_paths)}
+    return result
