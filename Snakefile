@@ -9,6 +9,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/cubes.smk"
 include: "workflow/rules/images.smk"
+include: "workflow/rules/stats.smk"
 
 
 rule all:
@@ -16,3 +17,5 @@ rule all:
     input:
         all_cubes(),
         all_images(),
+        "results/split.json",
+        "results/stats/global.json",

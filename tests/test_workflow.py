@@ -84,6 +84,15 @@ def test_directory_source(workdir):
         face = xr.open_dataset(workdir / f"results/faceon/{name}.nc")
         assert face.intensity.shape == (1, 1, 16, 16)
     assert (workdir / "logs/images/b0000.log").exists()  # one image job: 3 models, models_per_job 4
+    split = json.loads((workdir / "results/split.json").read_text())
+    assert split["counts"] == {"train": 1, "validation": 1, "test": 1}
+    stats = json.loads((workdir / "results/stats/global.json").read_text())
+    assert stats["models"] == split["train"]
+    assert stats["cubes"]["temperature"]["count"] == 2 * 16**3
+    assert (
+        stats["images"]["intensity"]["transformed"]["max"]
+        > stats["images"]["intensity"]["transformed"]["min"]
+    )
 
 
 def test_invalid_config_fails_before_any_job(workdir):
@@ -109,3 +118,4 @@ def test_paper_config_lists_every_cube_and_image_job(workdir):
     images = [line for line in proc.stdout.splitlines() if line.startswith("results/images/")]
     assert len(images) == 10903 and all("\timages_b" in line for line in images)
     assert len({line.split("\t")[2] for line in images}) == 55  # blocks of 200 models
+    assert any(line.startswith("results/stats/global.json\t") for line in proc.stdout.splitlines())

@@ -218,7 +218,13 @@ def cmd_stats(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     with dask_client(settings) as client:
         stats = global_statistics(
-            client, cubes, images, floors, args.block_rotations, args.bins, args.gather_max
+            client,
+            cubes,
+            images,
+            floors,
+            settings.get("block_rotations"),
+            settings.get("bins", 4096),
+            settings.get("gather_max", 1 << 21),
         )
     stats |= {"subset": args.subset, "models": models}
     write_json_atomic(stats, args.output)
@@ -300,12 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="train", help="split whose models are reduced (default train)")
     p.add_argument("--cubes-dir", type=Path, default=Path("results/cubes"))
     p.add_argument("--images-dir", type=Path, default=Path("results/images"))
-    p.add_argument("--dask", default="{}", help="JSON: the config's dask section (default LocalCluster)")
+    p.add_argument(
+        "--dask",
+        default="{}",
+        help="JSON: the config's dask section, cluster and median search (default: a 2-worker LocalCluster)",
+    )
     p.add_argument("--density-floor", type=float, default=DEFAULT_DENSITY_FLOOR, help="m-3")
     p.add_argument("--intensity-floor", type=float, default=DEFAULT_INTENSITY_FLOOR, help="W m-2 Hz-1 sr-1")
-    p.add_argument("--block-rotations", type=int, help="rotations per Dask chunk (default whole file)")
-    p.add_argument("--bins", type=int, default=4096, help="bins per median-refinement pass")
-    p.add_argument("--gather-max", type=int, default=1 << 21, help="values gathered at most per variable")
     p.set_defaults(func=cmd_stats)
     return parser
 

@@ -39,3 +39,10 @@ def image_runtime_min(rotations: int, grid: int, channels: int, gpu: bool, model
     """Wall time of one image job rendering ``models`` cube files, minutes (a GPU assumed 10x faster)."""
     seconds = models * (5 + rotations * SECONDS_PER_IMAGE_64_7 * (grid / 64) ** 3 * max(channels, 1) / 7)
     return 5 + math.ceil(seconds / (10 if gpu else 1) / 60)
+
+
+def dask_mem_mb(workers: int, memory_limit: str) -> int:
+    """Memory of the statistics job: its workers' limits (e.g. ``"1GiB"``) plus 1 GB for the client."""
+    from dask.utils import parse_bytes
+
+    return workers * parse_bytes(memory_limit) // 1_000_000 + 1000

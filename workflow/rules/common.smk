@@ -1,7 +1,11 @@
 # Config validation and the helpers the rules share (wiring only; logic is in coemu).
+import json
+import shlex
+
 from snakemake.utils import min_version, validate
 
 from coemu import resources
+from coemu.data.split import split_models
 from coemu.hydro.catalog import list_model_files, model_blocks, model_ids
 
 min_version("9.0")
@@ -103,3 +107,39 @@ IMAGE_BLOCKS = model_blocks(MODELS, config["images"]["models_per_job"])
 
 def all_images():
     return expand("results/{kind}/{model}.nc", kind=["images", "faceon"], model=MODELS)
+
+
+# The split by model, computed here (a pure function of the config) so that the
+# statistics job's inputs, the training models' files, are known when the DAG is
+# built; rule split writes the same assignment to results/split.json.
+SPLIT = split_models(
+    MODELS,
+    {k: config["split"][k] for k in ("train", "validation", "test")},
+    config["split"]["seed"],
+)
+
+
+def split_args():
+    s = config["split"]
+    return f"--train {s['train']} --validation {s['validation']} --test {s['test']} --seed {s['seed']}"
+
+
+# The dask section, passed whole to `coemu stats` (cluster and median-search settings).
+DASK_JSON = shlex.quote(json.dumps(config["dask"]))
+PREPROCESSING_ARGS = (
+    f"--density-floor {config['preprocessing']['density_floor']}"
+    f" --intensity-floor {config['preprocessing']['intensity_floor']}"
+)
+
+
+DASK_LOCAL = (
+    config["dask"]["cluster"] == "local" and not config["dask"]["scheduler_address"]
+)
+DASK_THREADS = (
+    config["dask"]["workers"] * config["dask"]["threads_per_worker"]
+    if DASK_LOCAL
+    else 1
+)
+DASK_MEM_MB = resources.dask_mem_mb(
+    config["dask"]["workers"] if DASK_LOCAL else 1, config["dask"]["memory_limit"]
+)

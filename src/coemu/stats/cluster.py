@@ -35,7 +35,7 @@ def dask_client(settings: dict[str, Any] | None = None) -> Iterator[Any]:
     """
     from distributed import Client, LocalCluster
 
-    s = {**DEFAULTS, **(settings or {})}
+    s = {**DEFAULTS, **(settings or {})}  # other keys (the median search's) are not the cluster's
     cluster = None
     if s["scheduler_address"]:
         client = Client(s["scheduler_address"])

@@ -1,0 +1,41 @@
+# Split by model, then global statistics of the training models on a Dask cluster
+# (paper section 2.5.1); preprocessing uses them on the fly (coemu.data.transform).
+
+
+rule split:
+    input:
+        "results/sphere.json",
+    output:
+        "results/split.json",
+    log:
+        "logs/split.log",
+    conda:
+        "../../envs/coemu.yaml"
+    params:
+        split=split_args(),
+    shell:
+        "coemu split {input} {output} {params.split} > {log} 2>&1"
+
+
+rule stats:
+    input:
+        split="results/split.json",
+        cubes=expand("results/cubes/{model}.nc", model=SPLIT["train"]),
+        images=expand("results/images/{model}.nc", model=SPLIT["train"]),
+    output:
+        "results/stats/global.json",
+    log:
+        "logs/stats.log",
+    benchmark:
+        "benchmarks/stats.tsv"
+    conda:
+        "../../envs/coemu.yaml"
+    threads: DASK_THREADS
+    resources:
+        mem_mb=DASK_MEM_MB,
+        runtime=120,
+    params:
+        dask=DASK_JSON,
+        floors=PREPROCESSING_ARGS,
+    shell:
+        "coemu stats {input.split} {output} --dask {params.dask} {params.floors} > {log} 2>&1"
