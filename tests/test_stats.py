@@ -13,6 +13,7 @@ from coemu.io.errors import CoemuInputError
 from coemu.stats.cluster import dask_client
 from coemu.stats.global_stats import global_statistics
 from coemu.stats.lazy import lazy_files
+from coemu.stats.reductions import key_values, sort_keys
 from tests.conftest import run_cli
 
 FLOORS = {"number_density_co": 1.0, "intensity": DEFAULT_INTENSITY_FLOOR}
@@ -80,14 +81,12 @@ def check_equal(stats, ref):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bins, gather_max", [(16, 200), (4096, 1 << 21)])
-def test_statistics_equal_numpy_over_chunks_and_files(client, dataset, bins, gather_max):
+@pytest.mark.parametrize("block_rotations", [1, None])
+def test_statistics_equal_numpy_over_chunks_and_files(client, dataset, block_rotations):
     folder, names, pairs = dataset
     cubes = [str(folder / "cubes" / f"{n}.nc") for n in names]
     images = [str(folder / "images" / f"{n}.nc") for n in names]
-    stats = global_statistics(
-        client, cubes, images, FLOORS, block_rotations=1, bins=bins, gather_max=gather_max
-    )
+    stats = global_statistics(client, cubes, images, FLOORS, block_rotations=block_rotations)
     for var in INPUT_VARIABLES:
         values = [cube[var].values for cube, _ in pairs]
         check_equal(stats["cubes"][var], numpy_reference(values))
@@ -98,6 +97,21 @@ def test_statistics_equal_numpy_over_chunks_and_files(client, dataset, bins, gat
     ref_t = numpy_reference(values, lambda v: transformed_values("intensity", v, FLOORS))
     check_equal(stats["images"]["intensity"]["transformed"], ref_t)
     assert stats["files"] == {"cubes": 5, "images": 5}
+
+
+def test_sort_keys_order_like_the_values_and_invert():
+    rng = np.random.default_rng(2)
+    values = np.concatenate(
+        [
+            rng.normal(0, 1e3, 500),
+            10 ** rng.uniform(-30, 30, 500),
+            [0.0, -0.0, 1e-45, -1e-45, 3.4e38, -3.4e38],
+        ]
+    ).astype(np.float32)
+    keys = sort_keys(values)
+    order = np.argsort(keys, kind="stable")
+    assert np.all(np.diff(values[order].astype(np.float64)) >= 0)
+    np.testing.assert_array_equal(key_values(keys), values)
 
 
 @pytest.mark.slow

@@ -223,8 +223,6 @@ def cmd_stats(args: argparse.Namespace) -> None:
             images,
             floors,
             settings.get("block_rotations"),
-            settings.get("bins", 4096),
-            settings.get("gather_max", 1 << 21),
         )
     stats |= {"subset": args.subset, "models": models}
     write_json_atomic(stats, args.output)
@@ -309,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dask",
         default="{}",
-        help="JSON: the config's dask section, cluster and median search (default: a 2-worker LocalCluster)",
+        help="JSON: the config's dask section (default: a 2-worker LocalCluster)",
     )
     p.add_argument("--density-floor", type=float, default=DEFAULT_DENSITY_FLOOR, help="m-3")
     p.add_argument("--intensity-floor", type=float, default=DEFAULT_INTENSITY_FLOOR, help="W m-2 Hz-1 sr-1")

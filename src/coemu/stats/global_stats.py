@@ -9,7 +9,9 @@ models the statistics cover, and the number of files.
 
 The transformed medians come from the raw order statistics: ln and max(., floor)
 are monotone, so the middle values of ln x are ln of the middle values of x
-(the tests check this against numpy on the transformed values).
+(the tests check this against numpy on the transformed values). The data are
+read twice: moments, extremes, per-file medians and the first radix pass
+together, then the second radix pass (:mod:`coemu.stats.reductions`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 from coemu.data.variables import INPUT_VARIABLES, transformed_values
 from coemu.stats.lazy import lazy_files
-from coemu.stats.reductions import exact_medians, file_medians, moments
+from coemu.stats.reductions import exact_medians, file_medians, moments, top_counts
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ KEYS = ("count", "mean", "variance", "min", "max", "median", "median_of_medians"
 
 
 def _flat(files: list):
-    return da.concatenate([a.ravel() for a in files]).astype(np.float64)
+    return da.concatenate([a.ravel() for a in files])
 
 
 def global_statistics(
@@ -41,8 +43,6 @@ def global_statistics(
     image_paths: Sequence[str],
     floors: dict[str, float],
     block_rotations: int | None = None,
-    bins: int = 4096,
-    gather_max: int = 1 << 21,
 ) -> dict:
     """Compute the contract's statistics on the cluster behind ``client``.
 
@@ -50,7 +50,6 @@ def global_statistics(
         cube_paths, image_paths: the files to reduce (e.g. the training models').
         floors: ``{"number_density_co": m-3, "intensity": W m-2 Hz-1 sr-1}``.
         block_rotations: rotations per Dask chunk (default: one chunk per file).
-        bins, gather_max: see :func:`coemu.stats.reductions.exact_medians`.
     """
     sources = {v: ("cubes", cube_paths) for v in INPUT_VARIABLES} | {"intensity": ("images", image_paths)}
     files = {v: lazy_files(client, paths, v, block_rotations) for v, (_, paths) in sources.items()}
@@ -59,13 +58,14 @@ def global_statistics(
     for v, f in files.items():
         transform = functools.partial(transformed_values, v, floors=floors)
         lazy[v] = {
-            "raw": moments(flats[v]) | {"file_medians": file_medians(f)},
+            "raw": moments(flats[v]) | {"file_medians": file_medians(f), "top_counts": top_counts(f)},
             "transformed": moments(flats[v].map_blocks(transform, dtype=np.float64))
             | {"file_medians": file_medians(f, transform)},
         }
-    log.info("pass 1: moments, extremes and per-file medians of %s", ", ".join(files))
+    log.info("pass 1: moments, extremes, per-file medians, radix counts of %s", ", ".join(files))
     (first,) = dask.compute(lazy)
-    middles = exact_medians(flats, {v: first[v]["raw"] for v in files}, bins, gather_max)
+    log.info("pass 2: exact medians")
+    middles = exact_medians(files, {v: first[v]["raw"]["top_counts"] for v in files})
     result: dict = {"cubes": {}, "images": {}, "floors": dict(floors)}
     for v, (group, _) in sources.items():
         transform = functools.partial(transformed_values, v, floors=floors)
