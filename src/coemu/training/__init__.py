@@ -1,0 +1,1 @@
+"""Training of COEmuNet: losses, the DDP loop, checkpoints."""
