@@ -229,6 +229,17 @@ def cmd_stats(args: argparse.Namespace) -> None:
     log.info("statistics of %d models in %.1f s -> %s", len(models), time.perf_counter() - t0, args.output)
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    """Pretrain or fine-tune COEmuNet (run under torchrun for several processes)."""
+    from coemu.training.loop import train
+
+    try:
+        settings = json.loads(args.settings)
+    except ValueError as err:
+        raise CoemuInputError(None, "training", f"settings are not JSON ({err})") from None
+    train(args.stage, args.results, args.out, settings, init=args.init, progress=not args.no_progress)
+
+
 def _add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=7, help="frequency channels (default 7)")
     p.add_argument("--spacing", type=float, default=300.0, help="channel spacing, m/s (default 300)")
@@ -312,6 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--density-floor", type=float, default=DEFAULT_DENSITY_FLOOR, help="m-3")
     p.add_argument("--intensity-floor", type=float, default=DEFAULT_INTENSITY_FLOOR, help="W m-2 Hz-1 sr-1")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("train", help="pretrain or fine-tune COEmuNet (DDP under torchrun)")
+    p.add_argument("--stage", choices=["pretrain", "finetune"], required=True)
+    p.add_argument(
+        "--results", type=Path, default=Path("results"), help="folder of split.json, stats/, cubes/..."
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for model.pt, history.csv, checkpoints/")
+    p.add_argument("--settings", required=True, help="JSON: the config's training section")
+    p.add_argument("--init", type=Path, help="model.pt whose matching tensors start the run (fine-tuning)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

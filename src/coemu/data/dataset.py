@@ -1,0 +1,96 @@
+"""Samples for training: a preprocessed cube and its normalised image, read lazily from the files.
+
+Fine-tuning (``stage="finetune"``): one sample per (model, rotation), input
+the rotated cube ``results/cubes/{model}.nc``, target the 7-channel image
+``results/images/{model}.nc`` of that rotation. Pretraining
+(``stage="pretrain"``): one sample per model, input rotation 0 (face-on),
+target ``results/faceon/{model}.nc`` (one channel at the line centre).
+
+Files are opened with netCDF4 on first use in each DataLoader worker and kept
+open; a sample is one slab of each variable. The preprocessing transform runs
+here, on the fly (see :mod:`coemu.data.transform` for why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from coemu.data.transform import Preprocessing
+from coemu.io.errors import CoemuInputError
+
+CUBE_VARIABLES = ("temperature", "number_density_co", "velocity_z")
+
+
+class EmulatorDataset(Dataset):
+    """(x, y) pairs: x (3, G, G, G) float32 network input, y (n_freq, G, G) float32 normalised target.
+
+    Args:
+        models: model ids.
+        results: the pipeline's results folder (holding cubes/, images/, faceon/).
+        preprocessing: the transform (from the training models' statistics).
+        stage: ``pretrain`` (face-on, 1 channel) or ``finetune`` (every rotation, all channels).
+    """
+
+    def __init__(self, models: Sequence[str], results: str | Path, preprocessing: Preprocessing, stage: str):
+        if stage not in ("pretrain", "finetune"):
+            raise ValueError(f"stage must be pretrain or finetune, got '{stage}'")
+        self.results, self.preprocessing, self.stage = Path(results), preprocessing, stage
+        self.models = list(models)
+        self._handles: dict[str, object] = {}
+        rotations = [1 if stage == "pretrain" else self._rotations(m) for m in self.models]
+        self.index = [(m, r) for m, n in zip(self.models, rotations, strict=True) for r in range(n)]
+
+    def _target_path(self, model: str) -> Path:
+        return self.results / ("faceon" if self.stage == "pretrain" else "images") / f"{model}.nc"
+
+    def _open(self, path: Path):
+        import netCDF4
+
+        key = str(path)
+        if key not in self._handles:
+            try:
+                self._handles[key] = netCDF4.Dataset(key)
+            except (OSError, RuntimeError) as err:
+                raise CoemuInputError(path, None, f"cannot be opened ({err})") from None
+            self._handles[key].set_auto_mask(False)
+        return self._handles[key]
+
+    def _rotations(self, model: str) -> int:
+        cube = self._open(self.results / "cubes" / f"{model}.nc")
+        image = self._open(self._target_path(model))
+        n, m = cube["temperature"].shape[0], image["intensity"].shape[0]
+        if n != m:
+            raise CoemuInputError(self._target_path(model), "intensity", f"{m} rotations, the cube has {n}")
+        return n
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getstate__(self):  # DataLoader workers open their own handles
+        return {**self.__dict__, "_handles": {}}
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        model, rotation = self.index[i]
+        cube_path = self.results / "cubes" / f"{model}.nc"
+        cube = self._open(cube_path)
+        try:
+            t, n, v = (
+                torch.from_numpy(np.asarray(cube[k][rotation], dtype=np.float32)) for k in CUBE_VARIABLES
+            )
+            target = self._open(self._target_path(model))["intensity"]
+            y = torch.from_numpy(
+                np.asarray(target[0 if self.stage == "pretrain" else rotation], dtype=np.float32)
+            )
+        except (IndexError, KeyError, RuntimeError) as err:
+            raise CoemuInputError(cube_path, None, f"sample {rotation} cannot be read ({err})") from None
+        x = self.preprocessing.inputs(t, n, v)
+        return x.float(), self.preprocessing.intensity(y).float()
+
+    @property
+    def n_freq(self) -> int:
+        return int(self[0][1].shape[0]) if self.index else 0

@@ -1,0 +1,76 @@
+"""Process group set-up from the environment: torchrun (RANK, WORLD_SIZE, LOCAL_RANK) or SLURM.
+
+Under ``torchrun`` the rendezvous variables are set for us. Under ``srun``
+without torchrun, SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID give the rank,
+and MASTER_ADDR / MASTER_PORT must be exported by the job script. A single
+process (no variables) runs without a process group. nccl on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _env_int(*names: str, default: int) -> int:
+    for name in names:
+        if name in os.environ:
+            return int(os.environ[name])
+    return default
+
+
+def setup(device: str = "auto") -> Context:
+    """Join the process group (if there is more than one process) and pick this rank's device.
+
+    Args:
+        device: ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
+    """
+    rank = _env_int("RANK", "SLURM_PROCID", default=0)
+    world = _env_int("WORLD_SIZE", "SLURM_NTASKS", default=1)
+    local = _env_int("LOCAL_RANK", "SLURM_LOCALID", default=0)
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("training.device is cuda, but no CUDA device is available")
+    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+    return Context(rank, world, local, dev)
+
+
+def all_reduce_sum(values: list[float], ctx: Context) -> list[float]:
+    """Sum of ``values`` over all ranks (float64)."""
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    if ctx.distributed:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def teardown(ctx: Context) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
