@@ -3,8 +3,9 @@
 Run one process per GPU (or per CPU slot) with ``torchrun``; a single
 process needs no launcher. The global batch size ``batch_size`` is split
 evenly: each of the W ranks takes ``batch_size / W`` samples per step from its
-``DistributedSampler`` shard (reshuffled every epoch with ``set_epoch``), and
-DDP averages the gradients, so a step sees ``batch_size`` samples whatever W.
+``DistributedSampler`` shard (reshuffled every epoch with ``set_epoch``; an incomplete last batch is
+dropped), and DDP averages the gradients, so a step sees ``batch_size``
+samples whatever W.
 
 Every epoch ends with a validation pass, a row of ``history.csv`` and an
 atomic ``checkpoints/last.pt`` (``best.pt`` when the validation loss
@@ -132,6 +133,8 @@ def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progr
     if s["batch_size"] % ctx.world_size:
         raise ValueError(f"batch_size {s['batch_size']} is not divisible by {ctx.world_size} ranks")
     per_rank = s["batch_size"] // ctx.world_size
+    if len(train_set) < s["batch_size"]:
+        raise ValueError(f"{len(train_set)} training samples are fewer than batch_size {s['batch_size']}")
     grid = train_set[0][0].shape[-1]
     n_freq = train_set.n_freq
 
@@ -218,7 +221,7 @@ def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progr
             batch_size=per_rank,
             sampler=_Skip(sampler, step * per_rank),
             num_workers=workers,
-            persistent_workers=False,
+            drop_last=True,  # no 1-sample batch for batch norm
         )
         ddp.train()
         total, count = 0.0, 0

@@ -1,0 +1,205 @@
+"""Training under torchrun (gloo on CPU): ranks agree, loss falls, kill-and-resume, preemption."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from coemu.data.variables import DEFAULT_INTENSITY_FLOOR, INPUT_VARIABLES, transformed_values
+from coemu.training.loop import EXIT_PREEMPTED
+
+GRID, ROTATIONS, CHANNELS = 16, 3, 3
+SETTINGS = {
+    "device": "cpu",
+    "seed": 7,
+    "num_workers": 0,
+    "bf16": False,
+    "model": {"stem": 2, "widths": [4, 4, 8], "blocks_per_stage": 1, "latent": 64, "decoder_channels": 16},
+    "pretrain": {
+        "epochs": 4,
+        "batch_size": 4,
+        "lr": 0.004,
+        "step_size": 200,
+        "gamma": 0.1,
+        "mse_weight": 0.8,
+        "freq_weight": 0.2,
+    },
+    "finetune": {
+        "epochs": 3,
+        "batch_size": 4,
+        "lr": 0.002,
+        "step_size": None,
+        "gamma": 1.0,
+        "mse_weight": 0.8,
+        "freq_weight": 0.2,
+    },
+}
+
+
+def _stats(values, variable, floors):
+    x = np.concatenate([v.ravel() for v in values]).astype(np.float64)
+    t = transformed_values(variable, x, floors)
+
+    def s(a):
+        return {
+            "count": a.size,
+            "mean": a.mean(),
+            "variance": a.var(),
+            "min": a.min(),
+            "max": a.max(),
+            "median": float(np.median(a)),
+            "median_of_medians": float(np.median(a)),
+        }
+
+    return s(x) | {"transformed": s(t)}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """A small results folder in the pipeline's layout: 8 models, 16^3 cubes, 3-channel images."""
+    root = tmp_path_factory.mktemp("results")
+    rng = np.random.default_rng(0)
+    models = [f"m{i:05d}" for i in range(8)]
+    cubes, images = [], []
+    yy, xx = np.meshgrid(np.arange(GRID), np.arange(GRID), indexing="ij")
+    for k, m in enumerate(models):
+        dims = ("rotation", "x", "y", "z")
+        shape = (ROTATIONS, GRID, GRID, GRID)
+        t = rng.lognormal(5.5, 0.4, shape).astype(np.float32)
+        n = (10 ** rng.uniform(8, 12, shape)).astype(np.float32)
+        v = rng.normal(0, 3e3, shape).astype(np.float32)
+        cube = xr.Dataset({"temperature": (dims, t), "number_density_co": (dims, n), "velocity_z": (dims, v)})
+        blob = np.exp(-((xx - 4 - k) ** 2 + (yy - 8) ** 2) / 10.0)
+        intensity = np.stack(
+            [[1e-14 * blob * (1 + r + c) + 1e-17 for c in range(CHANNELS)] for r in range(ROTATIONS)]
+        )
+        image = xr.Dataset({"intensity": (("rotation", "frequency", "x", "y"), intensity.astype(np.float32))})
+        faceon = xr.Dataset(
+            {"intensity": (("rotation", "frequency", "x", "y"), intensity[:1, 1:2].astype(np.float32))}
+        )
+        for folder, ds in (("cubes", cube), ("images", image), ("faceon", faceon)):
+            (root / folder).mkdir(exist_ok=True)
+            ds.to_netcdf(root / folder / f"{m}.nc")
+        cubes.append(cube)
+        images.append(intensity)
+    split = {"train": models[:6], "validation": models[6:7], "test": models[7:]}
+    (root / "split.json").write_text(json.dumps(split))
+    floors = {"number_density_co": 1.0, "intensity": DEFAULT_INTENSITY_FLOOR}
+    stats = {
+        "cubes": {v: _stats([c[v].values for c in cubes[:6]], v, floors) for v in INPUT_VARIABLES},
+        "images": {"intensity": _stats(images[:6], "intensity", floors)},
+        "floors": floors,
+    }
+    (root / "stats").mkdir()
+    (root / "stats" / "global.json").write_text(json.dumps(stats, default=float))
+    return root
+
+
+def torchrun(results, out, stage, nproc=2, extra=(), wait=True):
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "coemu.cli",
+        "train",
+        "--stage",
+        stage,
+        "--results",
+        str(results),
+        "--out",
+        str(out),
+        "--settings",
+        json.dumps(SETTINGS),
+        "--no-progress",
+        *extra,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if not wait:
+        return subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+        )
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def history(out):
+    with open(out / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_two_ranks_agree_and_the_loss_falls(results, tmp_path):
+    proc = torchrun(results, tmp_path / "pretrain", "pretrain")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "weights identical on 2 rank(s)" in proc.stderr
+    rows = history(tmp_path / "pretrain")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    saved = torch.load(tmp_path / "pretrain" / "model.pt", weights_only=False)
+    assert saved["run"]["world_size"] == 2 and saved["run"]["n_freq"] == 1
+    assert (tmp_path / "pretrain" / "checkpoints" / "last.pt").exists()
+    # fine-tuning starts from the pretrained weights: all but the channel-dependent layer
+    proc = torchrun(
+        results, tmp_path / "finetune", "finetune", extra=("--init", str(tmp_path / "pretrain" / "model.pt"))
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "newly initialised: to_decoder.bias, to_decoder.weight" in proc.stderr
+    tuned = torch.load(tmp_path / "finetune" / "model.pt", weights_only=False)
+    assert tuned["run"]["n_freq"] == CHANNELS
+
+
+def _final_weights(out):
+    return torch.load(out / "model.pt", weights_only=False)["model"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(results, tmp_path):
+    ref = torchrun(results, tmp_path / "ref", "pretrain")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    out = tmp_path / "killed"
+    proc = torchrun(results, out, "pretrain", wait=False)
+    last = out / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline:  # killed once the first epoch is saved
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.pt").exists()
+    resumed = torchrun(results, out, "pretrain")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    a, b = _final_weights(tmp_path / "ref"), _final_weights(out)
+    assert max(float((a[k].double() - b[k].double()).abs().max()) for k in a) <= 1e-6
+    assert [r["epoch"] for r in history(out)] == ["1", "2", "3", "4"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_for_requeue(results, tmp_path):
+    out = tmp_path / "preempted"
+    proc = torchrun(results, out, "finetune", nproc=1, wait=False)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # what SLURM sends on preemption, to the whole job
+    log, _ = proc.communicate(timeout=120)
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert "signal received" in log, log[-3000:]
+    assert f"exitcode: {EXIT_PREEMPTED}" in log or proc.returncode != 0
+    assert state["step"] > 0 or state["epoch"] > 0
+    again = torchrun(results, out, "finetune", nproc=1)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [r["epoch"] for r in history(out)] == ["1", "2", "3"]
