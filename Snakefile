@@ -10,6 +10,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/cubes.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -19,3 +20,4 @@ rule all:
         all_images(),
         "results/split.json",
         "results/stats/global.json",
+        "results/train/finetune/model.pt",

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import xarray as xr
 from conftest import REPO, run_cli
 
@@ -35,8 +36,9 @@ def workdir(tmp_path):
     return tmp_path
 
 
-def test_default_config_cube_stage(workdir):
-    snakemake(workdir, "--cores", "2", "--until", "cubes")
+def test_default_config_end_to_end(workdir):
+    """The default pipeline, configured by nothing: models to a fine-tuned COEmuNet."""
+    snakemake(workdir, "--cores", "2")
     config = {"count": 12, "rotations": 4, "grid": 64}  # config/config.yaml
     sphere = json.loads((workdir / "results/sphere.json").read_text())
     assert sphere["n_models"] == config["count"]
@@ -48,8 +50,16 @@ def test_default_config_cube_stage(workdir):
         assert ds.attrs["sphere_radius"] == pytest.approx(sphere["radius"])
         assert (workdir / "logs/cubes" / f"{path.stem}.log").exists()
         assert (workdir / "benchmarks/cubes" / f"{path.stem}.tsv").exists()
+    split = json.loads((workdir / "results/split.json").read_text())
+    assert split["counts"] == {"train": 10, "validation": 1, "test": 1}
+    for stage, n_freq in (("pretrain", 1), ("finetune", 7)):
+        saved = torch.load(workdir / f"results/train/{stage}/model.pt", weights_only=False)
+        assert saved["run"]["n_freq"] == n_freq and saved["run"]["world_size"] == 2
+        rows = (workdir / f"results/train/{stage}/history.csv").read_text().splitlines()
+        assert len(rows) == 1 + saved["run"]["settings"]["epochs"]
+    assert "weights identical on 2 rank(s)" in (workdir / "logs/train/finetune.log").read_text()
     # a second run has nothing to do
-    proc = snakemake(workdir, "-n", *(f"results/cubes/{p.name}" for p in cubes))
+    proc = snakemake(workdir, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
@@ -72,7 +82,8 @@ def test_directory_source(workdir):
         f"seed: 3\nmodels: {{source: directory, directory: {models}}}\n"
         "cubes: {rotations: 2, box_cells: 32, grid: 16}\n"
     )
-    snakemake(workdir, "--cores", "2", "--configfile", "dir.yaml")  # the whole pipeline built so far
+    # up to the statistics: one training model is too few for a batch
+    snakemake(workdir, "results/stats/global.json", "--cores", "2", "--configfile", "dir.yaml")
     sphere = json.loads((workdir / "results/sphere.json").read_text())
     assert sorted(sphere["models"]) == ["wind2", "wind5", "wind7"]
     for name in ("wind2", "wind5", "wind7"):

@@ -143,3 +143,18 @@ DASK_THREADS = (
 DASK_MEM_MB = resources.dask_mem_mb(
     config["dask"]["workers"] if DASK_LOCAL else 1, config["dask"]["memory_limit"]
 )
+
+
+# Training: torchrun runs one process per GPU, or `processes` CPU processes (gloo).
+TRAIN = config["training"]
+TRAIN_GPUS = TRAIN["gpus"] if TRAIN["device"] != "cpu" else 0
+TRAIN_NPROC = TRAIN_GPUS or TRAIN["processes"]
+TRAIN_THREADS = (
+    TRAIN_GPUS * TRAIN["cpus_per_gpu"]
+    if TRAIN_GPUS
+    else TRAIN["processes"] * TRAIN["threads_per_process"]
+)
+TRAIN_OMP = TRAIN["cpus_per_gpu"] if TRAIN_GPUS else TRAIN["threads_per_process"]
+TRAINING_JSON = shlex.quote(json.dumps(TRAIN))
+# Pretraining and fine-tuning read the training and validation models' files.
+FIT_MODELS = SPLIT["train"] + SPLIT["validation"]

@@ -1,0 +1,62 @@
+# COEmuNet: pretraining on face-on single-channel images, then fine-tuning on every
+# rotation and channel (paper sections 2.5.2-2.5.3), DDP under torchrun. model.pt is
+# the declared output; checkpoints/ is not, so a rerun or a retry resumes from it.
+
+
+rule pretrain:
+    input:
+        split="results/split.json",
+        stats="results/stats/global.json",
+        cubes=expand("results/cubes/{model}.nc", model=FIT_MODELS),
+        faceon=expand("results/faceon/{model}.nc", model=FIT_MODELS),
+    output:
+        "results/train/pretrain/model.pt",
+    log:
+        "logs/train/pretrain.log",
+    benchmark:
+        "benchmarks/train/pretrain.tsv"
+    conda:
+        "../../envs/coemu.yaml"
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=TRAIN["mem_mb"],
+        runtime=TRAIN["pretrain"]["runtime"],
+        gpu=TRAIN_GPUS,
+    params:
+        nproc=TRAIN_NPROC,
+        omp=TRAIN_OMP,
+        settings=TRAINING_JSON,
+    shell:
+        "OMP_NUM_THREADS={params.omp} torchrun --standalone --nproc-per-node {params.nproc}"
+        " --no-python coemu train --stage pretrain --results results --out results/train/pretrain"
+        " --settings {params.settings} --no-progress > {log} 2>&1"
+
+
+rule finetune:
+    input:
+        pretrained="results/train/pretrain/model.pt",
+        split="results/split.json",
+        stats="results/stats/global.json",
+        cubes=expand("results/cubes/{model}.nc", model=FIT_MODELS),
+        images=expand("results/images/{model}.nc", model=FIT_MODELS),
+    output:
+        "results/train/finetune/model.pt",
+    log:
+        "logs/train/finetune.log",
+    benchmark:
+        "benchmarks/train/finetune.tsv"
+    conda:
+        "../../envs/coemu.yaml"
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=TRAIN["mem_mb"],
+        runtime=TRAIN["finetune"]["runtime"],
+        gpu=TRAIN_GPUS,
+    params:
+        nproc=TRAIN_NPROC,
+        omp=TRAIN_OMP,
+        settings=TRAINING_JSON,
+    shell:
+        "OMP_NUM_THREADS={params.omp} torchrun --standalone --nproc-per-node {params.nproc}"
+        " --no-python coemu train --stage finetune --results results --out results/train/finetune"
+        " --init {input.pretrained} --settings {params.settings} --no-progress > {log} 2>&1"
