@@ -158,3 +158,5 @@ TRAIN_OMP = TRAIN["cpus_per_gpu"] if TRAIN_GPUS else TRAIN["threads_per_process"
 TRAINING_JSON = shlex.quote(json.dumps(TRAIN))
 # Pretraining and fine-tuning read the training and validation models' files.
 FIT_MODELS = SPLIT["train"] + SPLIT["validation"]
+# torchrun forwards these to the training processes (SIGUSR1: SLURM's time-limit warning).
+TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"

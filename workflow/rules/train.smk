@@ -26,8 +26,10 @@ rule pretrain:
         nproc=TRAIN_NPROC,
         omp=TRAIN_OMP,
         settings=TRAINING_JSON,
+        signals=TORCHRUN_SIGNALS,
     shell:
         "OMP_NUM_THREADS={params.omp} torchrun --standalone --nproc-per-node {params.nproc}"
+        " --signals-to-handle {params.signals}"
         " --no-python coemu train --stage pretrain --results results --out results/train/pretrain"
         " --settings {params.settings} --no-progress > {log} 2>&1"
 
@@ -56,7 +58,9 @@ rule finetune:
         nproc=TRAIN_NPROC,
         omp=TRAIN_OMP,
         settings=TRAINING_JSON,
+        signals=TORCHRUN_SIGNALS,
     shell:
         "OMP_NUM_THREADS={params.omp} torchrun --standalone --nproc-per-node {params.nproc}"
+        " --signals-to-handle {params.signals}"
         " --no-python coemu train --stage finetune --results results --out results/train/finetune"
         " --init {input.pretrained} --settings {params.settings} --no-progress > {log} 2>&1"

@@ -6,13 +6,17 @@ the rotated cube ``results/cubes/{model}.nc``, target the 7-channel image
 (``stage="pretrain"``): one sample per model, input rotation 0 (face-on),
 target ``results/faceon/{model}.nc`` (one channel at the line centre).
 
-Files are opened with netCDF4 on first use in each DataLoader worker and kept
-open; a sample is one slab of each variable. The preprocessing transform runs
+Files are opened with netCDF4 on first use in each process and kept open, at
+most :data:`OPEN_FILES` per process (least recently used closed first); a
+process that inherited handles by fork (a DataLoader worker) opens its own.
+A sample is one slab of each variable. The preprocessing transform runs
 here, on the fly (see :mod:`coemu.data.transform` for why).
 """
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +28,8 @@ from coemu.data.transform import Preprocessing
 from coemu.io.errors import CoemuInputError
 
 CUBE_VARIABLES = ("temperature", "number_density_co", "velocity_z")
+#: netCDF files a process keeps open at most.
+OPEN_FILES = 64
 
 
 class EmulatorDataset(Dataset):
@@ -41,9 +47,16 @@ class EmulatorDataset(Dataset):
             raise ValueError(f"stage must be pretrain or finetune, got '{stage}'")
         self.results, self.preprocessing, self.stage = Path(results), preprocessing, stage
         self.models = list(models)
-        self._handles: dict[str, object] = {}
+        self._handles: OrderedDict[str, object] = OrderedDict()
+        self._pid = os.getpid()
         rotations = [1 if stage == "pretrain" else self._rotations(m) for m in self.models]
+        self.close()
         self.index = [(m, r) for m, n in zip(self.models, rotations, strict=True) for r in range(n)]
+
+    def close(self) -> None:
+        """Close every file this process holds open."""
+        while self._handles:
+            self._handles.popitem()[1].close()
 
     def _target_path(self, model: str) -> Path:
         return self.results / ("faceon" if self.stage == "pretrain" else "images") / f"{model}.nc"
@@ -52,7 +65,13 @@ class EmulatorDataset(Dataset):
         import netCDF4
 
         key = str(path)
-        if key not in self._handles:
+        if self._pid != os.getpid():  # forked: the parent's handles are not ours to use
+            self._handles, self._pid = OrderedDict(), os.getpid()
+        if key in self._handles:
+            self._handles.move_to_end(key)
+        else:
+            if len(self._handles) >= OPEN_FILES:
+                self._handles.popitem(last=False)[1].close()
             try:
                 self._handles[key] = netCDF4.Dataset(key)
             except (OSError, RuntimeError) as err:
@@ -71,8 +90,8 @@ class EmulatorDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getstate__(self):  # DataLoader workers open their own handles
-        return {**self.__dict__, "_handles": {}}
+    def __getstate__(self):  # pickled (spawned workers): no handles travel
+        return {**self.__dict__, "_handles": OrderedDict()}
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         model, rotation = self.index[i]

@@ -40,7 +40,7 @@ def moments(x) -> dict:
 
 def _median(values: np.ndarray, transform: Callable | None = None) -> float:
     v = values.astype(np.float64) if transform is None else transform(values)
-    return float(np.median(v))
+    return float(np.median(v, overwrite_input=True))  # v is a copy: sort it in place
 
 
 def file_medians(files: list, transform: Callable | None = None) -> list:

@@ -66,6 +66,15 @@ def all_reduce_sum(values: list[float], ctx: Context) -> list[float]:
     return t.tolist()
 
 
+def all_gather_objects(value, ctx: Context) -> list:
+    """``value`` of every rank, in rank order (picklable objects)."""
+    if not ctx.distributed:
+        return [value]
+    out = [None] * ctx.world_size
+    dist.all_gather_object(out, value)
+    return out
+
+
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         dist.barrier()

@@ -39,9 +39,10 @@ from torch.utils.data.distributed import DistributedSampler
 
 from coemu.data.dataset import EmulatorDataset
 from coemu.data.transform import Preprocessing
+from coemu.io.errors import CoemuInputError
 from coemu.nn import COEmuNet
 from coemu.training import checkpoint
-from coemu.training.distributed import Context, all_reduce_sum, barrier, setup, teardown
+from coemu.training.distributed import Context, all_gather_objects, all_reduce_sum, barrier, setup, teardown
 from coemu.training.losses import EmulatorLoss
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,23 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         self.raised = True
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CoemuInputError(path, None, f"cannot be read ({err})") from None
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """In DataLoader workers: leave SIGTERM/SIGUSR1 to the training process.
+
+    SLURM and torchrun signal every process; a worker killed by SIGTERM would
+    make its parent fail before it can save a checkpoint.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -126,8 +144,12 @@ def train(
 
 
 def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progress) -> Path:
-    split = json.loads((results / "split.json").read_text())
-    prep = Preprocessing.from_stats(json.loads((results / "stats" / "global.json").read_text()))
+    split = _read_json(results / "split.json")
+    stats_path = results / "stats" / "global.json"
+    try:
+        prep = Preprocessing.from_stats(_read_json(stats_path))
+    except (KeyError, ValueError) as err:
+        raise CoemuInputError(stats_path, None, f"no usable preprocessing constants ({err})") from None
     train_set = EmulatorDataset(split["train"], results, prep, stage)
     val_set = EmulatorDataset(split["validation"], results, prep, stage)
     if s["batch_size"] % ctx.world_size:
@@ -137,15 +159,19 @@ def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progr
         raise ValueError(f"{len(train_set)} training samples are fewer than batch_size {s['batch_size']}")
     grid = train_set[0][0].shape[-1]
     n_freq = train_set.n_freq
+    train_set.close()  # no open files in the processes the DataLoader forks
 
     torch.manual_seed(settings["seed"])  # identical initial weights on every rank
     model = COEmuNet(n_freq=n_freq, grid=grid, **settings["model"]).to(ctx.device)
     run = {
         "stage": stage,
-        "settings": s,
+        "settings": {k: v for k, v in s.items() if k != "runtime"},  # a longer time limit resumes
         "model": settings["model"],
         "seed": settings["seed"],
         "train": split["train"],
+        "validation": split["validation"],
+        "preprocessing": prep.to_dict(),
+        "init": None if init is None else checkpoint.load(init).get("digest", str(init)),
         "n_freq": n_freq,
         "grid": grid,
         "world_size": ctx.world_size,
@@ -157,20 +183,30 @@ def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progr
     )
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.pt"
-    epoch, step, history, best = 0, 0, [], math.inf
+    epoch, step, history, best, partial = 0, 0, [], math.inf, (0.0, 0)
     resumed = None
     if last.exists():
-        state = checkpoint.load(last)
+        try:
+            state = checkpoint.load(last)
+        except Exception as err:  # a checkpoint that cannot be read is not resumed from
+            state = {}
+            log.warning("%s cannot be read (%s): starting afresh", last, err)
         if state.get("fingerprint") == key:
             resumed = state
         elif ctx.is_main:
-            log.warning("%s is from other settings: starting afresh", last)
+            log.warning("%s is from other settings or inputs: starting afresh", last)
+    where = all_gather_objects(
+        (resumed is not None, resumed and resumed["epoch"], resumed and resumed["step"]), ctx
+    )
+    if len(set(where)) != 1:  # ranks that disagree would call different collectives
+        raise RuntimeError(f"ranks see different checkpoints in {ckpt_dir}: {where}")
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(resumed["scheduler"])
         epoch, step, history, best = resumed["epoch"], resumed["step"], resumed["history"], resumed["best"]
+        partial = resumed.get("partial", (0.0, 0))
         checkpoint.set_rng_state(resumed["rng"])
         if ctx.is_main:
             log.info("resumed from %s: epoch %d, batch %d", last, epoch, step)
@@ -207,6 +243,7 @@ def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progr
                 "step": step_,
                 "history": history,
                 "best": best,
+                "partial": partial,
                 "rng": checkpoint.rng_state(),
                 "fingerprint": key,
                 "run": run,
@@ -222,9 +259,10 @@ def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progr
             sampler=_Skip(sampler, step * per_rank),
             num_workers=workers,
             drop_last=True,  # no 1-sample batch for batch norm
+            worker_init_fn=_ignore_stop_signals,
         )
         ddp.train()
-        total, count = 0.0, 0
+        total, count = partial
         bar = loader
         if progress and ctx.is_main:
             from tqdm import tqdm
@@ -242,6 +280,7 @@ def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progr
             count += len(x)
             step += 1
             if all_reduce_sum([float(stop.raised)], ctx)[0] > 0:
+                partial = (total, count)
                 if ctx.is_main:
                     save_state(last, epoch, step)
                     log.warning("signal received: checkpoint at epoch %d, batch %d; exiting", epoch, step)
@@ -249,6 +288,10 @@ def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progr
                 teardown(ctx)
                 sys.exit(EXIT_PREEMPTED)
         train_sum, train_n = all_reduce_sum([total, count], ctx)
+        partial = (0.0, 0)
+        if ctx.distributed:  # validate rank 0's model: its batch-norm statistics everywhere
+            for buffer in model.buffers():
+                torch.distributed.broadcast(buffer, 0)
         val_loss = _validate(model, val_shard, len(val_set), per_rank, workers, loss_fn, ctx, autocast)
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
@@ -299,7 +342,8 @@ def _validate(model, shard, n_val, per_rank, workers, loss_fn, ctx, autocast) ->
         return math.nan
     model.eval()
     total, count = 0.0, 0
-    for x, y in DataLoader(shard, batch_size=per_rank, num_workers=workers):
+    loader = DataLoader(shard, batch_size=per_rank, num_workers=workers, worker_init_fn=_ignore_stop_signals)
+    for x, y in loader:
         x, y = x.to(ctx.device), y.to(ctx.device)
         with autocast:
             prediction = model(x)
