@@ -1,0 +1,1 @@
+"""Evaluation of the emulator: the paper's metrics, figures and timing."""

@@ -1,0 +1,57 @@
+"""The paper's metrics on hand-made cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from coemu.evaluation.metrics import maxrel_percent, ssim, zncc
+
+
+def images(seed=0, batch=3, channels=4, size=24):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij"
+    )
+    out = torch.empty(batch, channels, size, size, dtype=torch.float64)
+    for b in range(batch):
+        for c in range(channels):
+            x0, y0 = torch.rand(2, generator=g, dtype=torch.float64) * size
+            out[b, c] = 0.1 + 0.8 * torch.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (20.0 + 5 * c))
+    return out
+
+
+def test_identical_images_score_perfectly():
+    x = images()
+    assert torch.equal(maxrel_percent(x, x), torch.zeros(3, dtype=x.dtype))
+    torch.testing.assert_close(zncc(x, x), torch.ones(3, dtype=x.dtype))
+    torch.testing.assert_close(ssim(x, x), torch.ones(3, dtype=x.dtype))
+
+
+def test_known_offsets_and_scalings():
+    x = images()
+    # a constant spectrum per pixel: max over channels = the value itself
+    flat = x[:, :1].expand(-1, 4, -1, -1).clone()
+    torch.testing.assert_close(maxrel_percent(flat, 2 * flat), torch.full((3,), 100.0, dtype=x.dtype))
+    # an offset c: MaxRel = mean over pixels of c / peak
+    c = 0.05
+    expected = (c / x.amax(dim=1)).mean(dim=(1, 2)) * 100
+    torch.testing.assert_close(maxrel_percent(x, x + c), expected)
+    # ZNCC ignores brightness and contrast; a negative image correlates at -1
+    torch.testing.assert_close(zncc(x, 3 * x + 0.2), torch.ones(3, dtype=x.dtype))
+    torch.testing.assert_close(zncc(x, -x), -torch.ones(3, dtype=x.dtype))
+    # SSIM of an offset image: luminance term (2 mu (mu + c) + C1) / (mu^2 + (mu + c)^2 + C1) < 1,
+    # contrast and structure terms 1; for a constant image it is exactly the luminance term
+    const = torch.full((1, 1, 24, 24), 0.5, dtype=torch.float64)
+    c1 = (0.01 * 1.0) ** 2
+    lum = (2 * 0.5 * 0.6 + c1) / (0.5**2 + 0.6**2 + c1)
+    assert float(ssim(const, const + 0.1)[0]) == pytest.approx(lum, rel=1e-6)
+    assert float(ssim(x, x + 0.1).max()) < 1.0
+
+
+def test_zncc_of_unrelated_images_is_small_and_constant_images_are_nan():
+    a, b = images(seed=1, batch=1, channels=1), images(seed=2, batch=1, channels=1)
+    assert abs(float(zncc(a, b)[0])) < 1
+    assert math.isnan(float(zncc(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 4, 4))[0]))
