@@ -11,6 +11,7 @@ include: "workflow/rules/cubes.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
@@ -20,4 +21,6 @@ rule all:
         all_images(),
         "results/split.json",
         "results/stats/global.json",
-        "results/train/finetune/model.pt",
+        expand(
+            "results/evaluation/{stage}/metrics.json", stage=["pretrain", "finetune"]
+        ),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import xarray as xr
+
+from coemu.data.variables import DEFAULT_INTENSITY_FLOOR, INPUT_VARIABLES, transformed_values
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,3 +46,65 @@ def model_nc(tmp_path, small_model):
     path = tmp_path / "models" / "m00003.nc"
     write_netcdf_atomic(hydro_to_dataset(small_model), path)
     return path
+
+
+GRID, ROTATIONS, CHANNELS = 16, 3, 3
+
+
+def _stats(values, variable, floors):
+    x = np.concatenate([v.ravel() for v in values]).astype(np.float64)
+    t = transformed_values(variable, x, floors)
+
+    def s(a):
+        return {
+            "count": a.size,
+            "mean": a.mean(),
+            "variance": a.var(),
+            "min": a.min(),
+            "max": a.max(),
+            "median": float(np.median(a)),
+            "median_of_medians": float(np.median(a)),
+        }
+
+    return s(x) | {"transformed": s(t)}
+
+
+@pytest.fixture(scope="session")
+def small_results(tmp_path_factory):
+    """A small results folder in the pipeline's layout: 8 models, 16^3 cubes, 3-channel images."""
+    root = tmp_path_factory.mktemp("results")
+    rng = np.random.default_rng(0)
+    models = [f"m{i:05d}" for i in range(8)]
+    cubes, images = [], []
+    yy, xx = np.meshgrid(np.arange(GRID), np.arange(GRID), indexing="ij")
+    for k, m in enumerate(models):
+        dims = ("rotation", "x", "y", "z")
+        shape = (ROTATIONS, GRID, GRID, GRID)
+        t = rng.lognormal(5.5, 0.4, shape).astype(np.float32)
+        n = (10 ** rng.uniform(8, 12, shape)).astype(np.float32)
+        v = rng.normal(0, 3e3, shape).astype(np.float32)
+        cube = xr.Dataset({"temperature": (dims, t), "number_density_co": (dims, n), "velocity_z": (dims, v)})
+        blob = np.exp(-((xx - 4 - k) ** 2 + (yy - 8) ** 2) / 10.0)
+        intensity = np.stack(
+            [[1e-14 * blob * (1 + r + c) + 1e-17 for c in range(CHANNELS)] for r in range(ROTATIONS)]
+        )
+        image = xr.Dataset({"intensity": (("rotation", "frequency", "x", "y"), intensity.astype(np.float32))})
+        faceon = xr.Dataset(
+            {"intensity": (("rotation", "frequency", "x", "y"), intensity[:1, 1:2].astype(np.float32))}
+        )
+        for folder, ds in (("cubes", cube), ("images", image), ("faceon", faceon)):
+            (root / folder).mkdir(exist_ok=True)
+            ds.to_netcdf(root / folder / f"{m}.nc")
+        cubes.append(cube)
+        images.append(intensity)
+    split = {"train": models[:6], "validation": models[6:7], "test": models[7:]}
+    (root / "split.json").write_text(json.dumps(split))
+    floors = {"number_density_co": 1.0, "intensity": DEFAULT_INTENSITY_FLOOR}
+    stats = {
+        "cubes": {v: _stats([c[v].values for c in cubes[:6]], v, floors) for v in INPUT_VARIABLES},
+        "images": {"intensity": _stats(images[:6], "intensity", floors)},
+        "floors": floors,
+    }
+    (root / "stats").mkdir()
+    (root / "stats" / "global.json").write_text(json.dumps(stats, default=float))
+    return root

@@ -51,7 +51,35 @@ def test_known_offsets_and_scalings():
     assert float(ssim(x, x + 0.1).max()) < 1.0
 
 
-def test_zncc_of_unrelated_images_is_small_and_constant_images_are_nan():
-    a, b = images(seed=1, batch=1, channels=1), images(seed=2, batch=1, channels=1)
+def test_zncc_of_unrelated_images_is_small_and_constant_images_count_as_zero():
+    a, b = images(seed=1, batch=1, channels=2), images(seed=2, batch=1, channels=2)
     assert abs(float(zncc(a, b)[0])) < 1
-    assert math.isnan(float(zncc(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 4, 4))[0]))
+    assert float(zncc(a, torch.ones_like(a))[0]) == 0.0
+    half = a.clone()
+    half[:, 1] = 0.5  # one constant channel: (1 + 0) / 2
+    assert float(zncc(a, half)[0]) == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_evaluate_writes_metrics_samples_and_figures(small_results, tmp_path):
+    """A briefly trained small model, evaluated on the test model of a small results folder."""
+    import json
+
+    import xarray as xr
+
+    from coemu.evaluation.evaluate import evaluate
+    from coemu.training.loop import train
+    from tests.test_training import SETTINGS
+
+    model = train("finetune", small_results, tmp_path / "train", SETTINGS, progress=False)
+    summary = evaluate("finetune", small_results, model, tmp_path / "eval")
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["n_samples"] == 3 == summary["n_samples"]  # 1 test model x 3 rotations
+    for key in ("maxrel_percent_median", "zncc_mean", "ssim_mean", "maxrel_percent_p95", "ssim_p5"):
+        assert math.isfinite(saved[key])
+    samples = xr.open_dataset(tmp_path / "eval" / "samples.nc")
+    assert samples.sizes["sample"] == 3 and set(samples["model"].values) == {"m00007"}
+    assert float(samples["maxrel_percent"].median()) == pytest.approx(saved["maxrel_percent_median"])
+    for name in ("cdf", "examples", "spectra"):
+        assert (tmp_path / "eval" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| finetune | 3 |" in (tmp_path / "eval" / "table.md").read_text()

@@ -10,15 +10,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
-import xarray as xr
 
-from coemu.data.variables import DEFAULT_INTENSITY_FLOOR, INPUT_VARIABLES, transformed_values
 from coemu.training.loop import EXIT_PREEMPTED
 
-GRID, ROTATIONS, CHANNELS = 16, 3, 3
+CHANNELS = 3  # of the small_results images (conftest)
 SETTINGS = {
     "device": "cpu",
     "seed": 7,
@@ -44,65 +41,6 @@ SETTINGS = {
         "freq_weight": 0.2,
     },
 }
-
-
-def _stats(values, variable, floors):
-    x = np.concatenate([v.ravel() for v in values]).astype(np.float64)
-    t = transformed_values(variable, x, floors)
-
-    def s(a):
-        return {
-            "count": a.size,
-            "mean": a.mean(),
-            "variance": a.var(),
-            "min": a.min(),
-            "max": a.max(),
-            "median": float(np.median(a)),
-            "median_of_medians": float(np.median(a)),
-        }
-
-    return s(x) | {"transformed": s(t)}
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """A small results folder in the pipeline's layout: 8 models, 16^3 cubes, 3-channel images."""
-    root = tmp_path_factory.mktemp("results")
-    rng = np.random.default_rng(0)
-    models = [f"m{i:05d}" for i in range(8)]
-    cubes, images = [], []
-    yy, xx = np.meshgrid(np.arange(GRID), np.arange(GRID), indexing="ij")
-    for k, m in enumerate(models):
-        dims = ("rotation", "x", "y", "z")
-        shape = (ROTATIONS, GRID, GRID, GRID)
-        t = rng.lognormal(5.5, 0.4, shape).astype(np.float32)
-        n = (10 ** rng.uniform(8, 12, shape)).astype(np.float32)
-        v = rng.normal(0, 3e3, shape).astype(np.float32)
-        cube = xr.Dataset({"temperature": (dims, t), "number_density_co": (dims, n), "velocity_z": (dims, v)})
-        blob = np.exp(-((xx - 4 - k) ** 2 + (yy - 8) ** 2) / 10.0)
-        intensity = np.stack(
-            [[1e-14 * blob * (1 + r + c) + 1e-17 for c in range(CHANNELS)] for r in range(ROTATIONS)]
-        )
-        image = xr.Dataset({"intensity": (("rotation", "frequency", "x", "y"), intensity.astype(np.float32))})
-        faceon = xr.Dataset(
-            {"intensity": (("rotation", "frequency", "x", "y"), intensity[:1, 1:2].astype(np.float32))}
-        )
-        for folder, ds in (("cubes", cube), ("images", image), ("faceon", faceon)):
-            (root / folder).mkdir(exist_ok=True)
-            ds.to_netcdf(root / folder / f"{m}.nc")
-        cubes.append(cube)
-        images.append(intensity)
-    split = {"train": models[:6], "validation": models[6:7], "test": models[7:]}
-    (root / "split.json").write_text(json.dumps(split))
-    floors = {"number_density_co": 1.0, "intensity": DEFAULT_INTENSITY_FLOOR}
-    stats = {
-        "cubes": {v: _stats([c[v].values for c in cubes[:6]], v, floors) for v in INPUT_VARIABLES},
-        "images": {"intensity": _stats(images[:6], "intensity", floors)},
-        "floors": floors,
-    }
-    (root / "stats").mkdir()
-    (root / "stats" / "global.json").write_text(json.dumps(stats, default=float))
-    return root
 
 
 def torchrun(results, out, stage, nproc=2, extra=(), wait=True, settings=SETTINGS, launcher=True):
@@ -147,7 +85,8 @@ def history(out):
 
 
 @pytest.mark.slow
-def test_two_ranks_agree_and_the_loss_falls(results, tmp_path):
+def test_two_ranks_agree_and_the_loss_falls(small_results, tmp_path):
+    results = small_results  # 8 models: 6 train, 1 validation, 1 test
     proc = torchrun(results, tmp_path / "pretrain", "pretrain")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "weights identical on 2 rank(s)" in proc.stderr
@@ -172,7 +111,8 @@ def _final_weights(out):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_weights(results, tmp_path):
+def test_killed_run_resumes_to_the_same_weights(small_results, tmp_path):
+    results = small_results
     ref = torchrun(results, tmp_path / "ref", "pretrain")
     assert ref.returncode == 0, ref.stderr[-3000:]
     out = tmp_path / "killed"
@@ -198,7 +138,10 @@ def test_killed_run_resumes_to_the_same_weights(results, tmp_path):
     "signum, workers, launcher",
     [(signal.SIGTERM, 1, True), (signal.SIGUSR1, 1, True), (signal.SIGTERM, 0, False)],
 )
-def test_stop_signal_saves_a_checkpoint_and_exits_for_requeue(results, tmp_path, signum, workers, launcher):
+def test_stop_signal_saves_a_checkpoint_and_exits_for_requeue(
+    small_results, tmp_path, signum, workers, launcher
+):
+    results = small_results
     """SIGTERM (preemption) or SIGUSR1 (time-limit warning) to the whole job, DataLoader workers included."""
     out = tmp_path / "preempted"
     settings = {**SETTINGS, "num_workers": workers}

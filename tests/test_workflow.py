@@ -58,6 +58,10 @@ def test_default_config_end_to_end(workdir):
         rows = (workdir / f"results/train/{stage}/history.csv").read_text().splitlines()
         assert len(rows) == 1 + saved["run"]["settings"]["epochs"]
     assert "weights identical on 2 rank(s)" in (workdir / "logs/train/finetune.log").read_text()
+    for stage, n_samples in (("pretrain", 1), ("finetune", 4)):  # 1 test model x rotations
+        metrics = json.loads((workdir / f"results/evaluation/{stage}/metrics.json").read_text())
+        assert metrics["n_samples"] == n_samples and metrics["test_models"] == split["test"]
+        assert (workdir / f"results/evaluation/{stage}/examples.png").exists()
     # a second run has nothing to do
     proc = snakemake(workdir, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr

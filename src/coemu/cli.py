@@ -240,6 +240,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     train(args.stage, args.results, args.out, settings, init=args.init, progress=not args.no_progress)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Metrics, table and figures of a trained model on the test models."""
+    from coemu.evaluation.evaluate import evaluate
+
+    evaluate(args.stage, args.results, args.model, args.out, args.batch_size, args.device)
+
+
 def _add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=7, help="frequency channels (default 7)")
     p.add_argument("--spacing", type=float, default=300.0, help="channel spacing, m/s (default 300)")
@@ -334,6 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, help="model.pt whose matching tensors start the run (fine-tuning)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="MaxRel, ZNCC, SSIM and figures on the test models")
+    p.add_argument("--stage", choices=["pretrain", "finetune"], required=True)
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--model", type=Path, required=True, help="model.pt from coemu train")
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, samples.nc, figures")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

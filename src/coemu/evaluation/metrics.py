@@ -10,7 +10,9 @@ All functions take (batch, n_freq, H, W) tensors and return (batch,) values.
   figure is the median over samples.
 * ZNCC (eq. 31-32), per channel, averaged over channels: the covariance of
   the two images over the product of their standard deviations (eq. 31 with
-  the 1/N that makes it range over [-1, 1]). NaN for a constant image.
+  the 1/N that makes it range over [-1, 1]). A channel where either image is
+  constant has no defined correlation and counts as 0 (an untrained network
+  often predicts constant images; NaN would hide the other channels).
 * SSIM (eq. 33-36) on normalised images: torchmetrics' implementation with
   its defaults (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03), data range 1
   (the normalised intensities lie in [0, 1]), averaged over channels.
@@ -36,7 +38,8 @@ def zncc(target: Tensor, prediction: Tensor) -> Tensor:
     b = prediction - prediction.mean(dim=(2, 3), keepdim=True)
     covariance = (a * b).mean(dim=(2, 3))
     scale = a.square().mean(dim=(2, 3)).sqrt() * b.square().mean(dim=(2, 3)).sqrt()
-    return (covariance / scale).mean(dim=1)
+    per_channel = torch.where(scale > 0, covariance / scale.clamp_min(torch.finfo(scale.dtype).tiny), 0.0)
+    return per_channel.mean(dim=1)
 
 
 def ssim(target: Tensor, prediction: Tensor) -> Tensor:

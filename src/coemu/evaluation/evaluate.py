@@ -1,0 +1,206 @@
+"""Evaluate a trained COEmuNet on the test models: per-sample metrics, a summary and figures.
+
+Outputs in ``out_dir`` (``results/evaluation/{stage}/``):
+
+* ``samples.nc``: ``maxrel_percent``, ``zncc``, ``ssim`` on dim ``sample``,
+  with the ``model`` id and ``rotation`` of each sample;
+* ``metrics.json``: ``maxrel_percent_median``, ``zncc_mean``, ``ssim_mean``,
+  percentiles (5, 25, 50, 75, 95) of each metric, ``n_samples``;
+* ``table.md``: the summary in the style of the paper's table 1;
+* ``cdf.png``: cumulative distributions of the three metrics (paper fig. 5);
+* ``examples.png``: truth, prediction and relative error per channel for the
+  best, median and worst sample by MaxRel; ``spectra.png``: the spectra of a
+  few pixels of the median sample, truth and prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from coemu.data.dataset import EmulatorDataset
+from coemu.data.transform import Preprocessing
+from coemu.evaluation.metrics import maxrel_percent, ssim, zncc
+from coemu.io.atomic import atomic_output, write_json_atomic, write_netcdf_atomic
+from coemu.io.errors import CoemuInputError
+from coemu.nn import COEmuNet
+from coemu.training import checkpoint
+
+log = logging.getLogger(__name__)
+
+PERCENTILES = (5, 25, 50, 75, 95)
+METRICS = ("maxrel_percent", "zncc", "ssim")
+
+
+def load_model(path: str | Path, device: torch.device) -> COEmuNet:
+    """A COEmuNet rebuilt from ``model.pt`` (its run settings) with its weights, in eval mode."""
+    try:
+        saved = checkpoint.load(path)
+        run = saved["run"]
+    except (OSError, KeyError, RuntimeError) as err:
+        raise CoemuInputError(path, None, f"not a coemu model file ({err})") from None
+    model = COEmuNet(n_freq=run["n_freq"], grid=run["grid"], **run["model"])
+    model.load_state_dict(saved["model"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def predict(model: COEmuNet, dataset: EmulatorDataset, batch_size: int, device: torch.device):
+    """(targets, predictions), both (samples, n_freq, G, G), normalised, on the CPU."""
+    targets, predictions = [], []
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    for x, y in loader:
+        predictions.append(model(x.to(device)).float().cpu())
+        targets.append(y)
+    return torch.cat(targets), torch.cat(predictions)
+
+
+def summarise(values: dict[str, np.ndarray]) -> dict:
+    out = {
+        "n_samples": int(len(values["zncc"])),
+        "maxrel_percent_median": float(np.median(values["maxrel_percent"])),
+        "zncc_mean": float(np.nanmean(values["zncc"])),
+        "ssim_mean": float(np.mean(values["ssim"])),
+    }
+    for name in METRICS:
+        for q in PERCENTILES:
+            out[f"{name}_p{q}"] = float(np.nanpercentile(values[name], q))
+    return out
+
+
+def markdown_table(stage: str, summary: dict) -> str:
+    return (
+        f"| stage | samples | MaxRel median (%) | ZNCC mean | SSIM mean |\n"
+        f"| --- | ---: | ---: | ---: | ---: |\n"
+        f"| {stage} | {summary['n_samples']} | {summary['maxrel_percent_median']:.2f} | "
+        f"{summary['zncc_mean']:.4f} | {summary['ssim_mean']:.4f} |\n"
+    )
+
+
+def evaluate(
+    stage: str,
+    results: str | Path,
+    model_path: str | Path,
+    out_dir: str | Path,
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> dict:
+    """Evaluate ``model_path`` on the test models of ``results/split.json``; returns the summary."""
+    results, out_dir = Path(results), Path(out_dir)
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    split = json.loads((results / "split.json").read_text())
+    prep = Preprocessing.from_stats(json.loads((results / "stats" / "global.json").read_text()))
+    if not split["test"]:
+        raise CoemuInputError(results / "split.json", "test", "no test models")
+    dataset = EmulatorDataset(split["test"], results, prep, stage)
+    model = load_model(model_path, dev)
+    target, prediction = predict(model, dataset, batch_size, dev)
+    physical_t, physical_p = (
+        prep.intensity_inverse(target.double()),
+        prep.intensity_inverse(prediction.double()),
+    )
+    values = {
+        "maxrel_percent": maxrel_percent(physical_t, physical_p, prep.intensity_floor).numpy(),
+        "zncc": zncc(target.double(), prediction.double()).numpy(),
+        "ssim": ssim(target, prediction).double().numpy(),
+    }
+    samples = xr.Dataset(
+        {k: ("sample", v) for k, v in values.items()}
+        | {
+            "model": ("sample", [m for m, _ in dataset.index]),
+            "rotation": ("sample", [r for _, r in dataset.index]),
+        }
+    )
+    samples["maxrel_percent"].attrs = {"units": "percent", "long_name": "MaxRel (paper eq. 30)"}
+    samples["zncc"].attrs = {"units": "1", "long_name": "ZNCC averaged over channels (eq. 31-32)"}
+    samples["ssim"].attrs = {"units": "1", "long_name": "SSIM averaged over channels (eq. 33-36)"}
+    write_netcdf_atomic(samples, out_dir / "samples.nc")
+    summary = summarise(values) | {"stage": stage, "test_models": split["test"]}
+    write_json_atomic(summary, out_dir / "metrics.json")
+    with atomic_output(out_dir / "table.md") as tmp:
+        tmp.write_text(markdown_table(stage, summary))
+    _figures(out_dir, values, target, prediction, physical_t, physical_p)
+    log.info(
+        "%s: MaxRel median %.2f%%, ZNCC %.4f, SSIM %.4f over %d samples",
+        stage,
+        summary["maxrel_percent_median"],
+        summary["zncc_mean"],
+        summary["ssim_mean"],
+        summary["n_samples"],
+    )
+    return summary
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def _figures(out_dir, values, target, prediction, physical_t, physical_p) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, name in zip(axes, METRICS, strict=True):
+        v = np.sort(values[name][np.isfinite(values[name])])
+        ax.step(v, np.arange(1, len(v) + 1) / max(len(v), 1), where="post")
+        ax.set_xlabel(name.replace("_percent", " (%)"))
+        ax.set_ylabel("cumulative fraction")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Test samples: cumulative distributions")
+    _save(fig, out_dir / "cdf.png")
+    plt.close(fig)
+
+    order = np.argsort(values["maxrel_percent"])
+    picks = {"best": order[0], "median": order[len(order) // 2], "worst": order[-1]}
+    n_freq = target.shape[1]
+    fig, axes = plt.subplots(
+        3 * len(picks), n_freq, figsize=(1.8 * n_freq + 1, 5.4 * len(picks)), squeeze=False
+    )
+    for row, (label, i) in enumerate(picks.items()):
+        peak = physical_t[i].amax(dim=0).clamp_min(1e-300)
+        rel = ((physical_t[i] - physical_p[i]).abs() / peak).numpy() * 100
+        for c in range(n_freq):
+            for k, (img, title, cmap, vmax) in enumerate(
+                [
+                    (target[i, c], "truth", "magma", 1.0),  # normalised: one scale for both
+                    (prediction[i, c], "prediction", "magma", 1.0),
+                    (rel[c], "error %", "viridis", None),
+                ]
+            ):
+                ax = axes[3 * row + k, c]
+                ax.imshow(np.asarray(img), origin="lower", cmap=cmap, vmin=0.0, vmax=vmax)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0:
+                    ax.set_ylabel(f"{label}\n{title}", fontsize=8)
+    fig.suptitle("Normalised intensity and MaxRel error per channel: best, median, worst sample")
+    _save(fig, out_dir / "examples.png")
+    plt.close(fig)
+
+    i = picks["median"]
+    g = target.shape[-1]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (px, py), colour in zip(
+        [(g // 2, g // 2), (g // 4, g // 2), (g // 2, g // 4), (3 * g // 4, 3 * g // 4)],
+        ["C0", "C1", "C2", "C3"],
+        strict=True,
+    ):
+        ax.plot(physical_t[i, :, px, py].numpy(), "-o", color=colour, label=f"truth ({px}, {py})")
+        ax.plot(physical_p[i, :, px, py].numpy(), "--x", color=colour, label="prediction")
+    ax.set_xlabel("channel")
+    ax.set_ylabel("I (W m-2 Hz-1 sr-1)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title("Spectra of four pixels, median sample")
+    _save(fig, out_dir / "spectra.png")
+    plt.close(fig)

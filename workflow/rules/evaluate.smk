@@ -1,0 +1,33 @@
+# Evaluation of each trained stage on the test models (paper section 2.5.5): per-sample
+# MaxRel, ZNCC and SSIM, their summary and the figures.
+
+
+rule evaluate:
+    input:
+        model="results/train/{stage}/model.pt",
+        split="results/split.json",
+        stats="results/stats/global.json",
+        cubes=expand("results/cubes/{model}.nc", model=SPLIT["test"]),
+        images=expand("results/images/{model}.nc", model=SPLIT["test"]),
+        faceon=expand("results/faceon/{model}.nc", model=SPLIT["test"]),
+    output:
+        metrics="results/evaluation/{stage}/metrics.json",
+        samples="results/evaluation/{stage}/samples.nc",
+        table="results/evaluation/{stage}/table.md",
+        figures=expand(
+            "results/evaluation/{{stage}}/{name}.png",
+            name=["cdf", "examples", "spectra"],
+        ),
+    log:
+        "logs/evaluation/{stage}.log",
+    wildcard_constraints:
+        stage="pretrain|finetune",
+    conda:
+        "../../envs/coemu.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "OMP_NUM_THREADS={threads} coemu evaluate --stage {wildcards.stage} --results results"
+        " --model {input.model} --out results/evaluation/{wildcards.stage} > {log} 2>&1"
