@@ -1,4 +1,4 @@
-# COEmu: hydro models -> rotated cubes -> images -> (statistics, training, evaluation)
+# COEmu: hydro models -> rotated cubes -> images -> statistics -> training -> evaluation, timing
 # Table of contents only; each stage lives in workflow/rules/, the logic in src/coemu.
 
 
@@ -24,3 +24,4 @@ rule all:
         expand(
             "results/evaluation/{stage}/metrics.json", stage=["pretrain", "finetune"]
         ),
+        "results/timing/timing.csv",

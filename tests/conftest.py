@@ -84,6 +84,7 @@ def small_results(tmp_path_factory):
         n = (10 ** rng.uniform(8, 12, shape)).astype(np.float32)
         v = rng.normal(0, 3e3, shape).astype(np.float32)
         cube = xr.Dataset({"temperature": (dims, t), "number_density_co": (dims, n), "velocity_z": (dims, v)})
+        cube.attrs = {"model": m, "cell_size": 2.0e11, "sphere_radius": 1.6e13}  # as the contract has
         blob = np.exp(-((xx - 4 - k) ** 2 + (yy - 8) ** 2) / 10.0)
         intensity = np.stack(
             [[1e-14 * blob * (1 + r + c) + 1e-17 for c in range(CHANNELS)] for r in range(ROTATIONS)]

@@ -83,3 +83,38 @@ def test_evaluate_writes_metrics_samples_and_figures(small_results, tmp_path):
     for name in ("cdf", "examples", "spectra"):
         assert (tmp_path / "eval" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "| finetune | 3 |" in (tmp_path / "eval" / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_timing_writes_like_with_like_rows(small_results, tmp_path):
+    import csv
+
+    from coemu.evaluation.timing import run_timing
+    from coemu.training.loop import train
+    from tests.test_training import SETTINGS
+
+    short = {
+        **SETTINGS,
+        "pretrain": {**SETTINGS["pretrain"], "epochs": 1},
+        "finetune": {**SETTINGS["finetune"], "epochs": 1},
+    }
+    models = [
+        train(stage, small_results, tmp_path / stage, short, progress=False)
+        for stage in ("pretrain", "finetune")
+    ]
+    rows = run_timing(
+        small_results, models, tmp_path / "timing", repeats=2, large_batch=4, devices=["cpu"], pomme=False
+    )
+    with open(tmp_path / "timing" / "timing.csv") as f:
+        saved = list(csv.DictReader(f))
+    assert len(saved) == len(rows) == 2 * (1 + 2 * 2)  # per channel count: solver, 2 emulators x 2 batches
+    assert {(r["method"], r["n_freq"]) for r in saved} >= {("coemu-solver", "1"), ("coemunet", "3")}
+    for r in saved:
+        assert (
+            0
+            < float(r["ms_per_image_min"])
+            <= float(r["ms_per_image_median"])
+            <= float(r["ms_per_image_max"])
+        )
+    table = (tmp_path / "timing" / "timing.md").read_text()
+    assert "| coemunet | cpu | 3 | 4 |" in table and "torch" in table

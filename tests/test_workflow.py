@@ -62,6 +62,8 @@ def test_default_config_end_to_end(workdir):
         metrics = json.loads((workdir / f"results/evaluation/{stage}/metrics.json").read_text())
         assert metrics["n_samples"] == n_samples and metrics["test_models"] == split["test"]
         assert (workdir / f"results/evaluation/{stage}/examples.png").exists()
+    timing = (workdir / "results/timing/timing.md").read_text()
+    assert "| coemu-solver | cpu | 7 | 1 |" in timing and "| coemunet | cpu | 7 | 8 |" in timing
     # a second run has nothing to do
     proc = snakemake(workdir, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -247,6 +247,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate(args.stage, args.results, args.model, args.out, args.batch_size, args.device)
 
 
+def cmd_timing(args: argparse.Namespace) -> None:
+    """ms per image of the solver, the emulator and pomme on the same cubes."""
+    from coemu.evaluation.timing import run_timing
+
+    run_timing(
+        args.results, args.models, args.out, args.repeats, args.large_batch, args.devices, not args.no_pomme
+    )
+
+
 def _add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=7, help="frequency channels (default 7)")
     p.add_argument("--spacing", type=float, default=300.0, help="channel spacing, m/s (default 300)")
@@ -350,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("timing", help="ms per image: solver, emulator, pomme (timing.csv, timing.md)")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument(
+        "--models", type=Path, nargs="+", required=True, help="model.pt files (pretrain, finetune)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for timing.csv and timing.md")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--large-batch", type=int, default=16)
+    p.add_argument("--devices", nargs="+", help="default: cpu, and cuda when present")
+    p.add_argument("--no-pomme", action="store_true", help="skip pomme even when installed")
+    p.set_defaults(func=cmd_timing)
     return parser
 
 

@@ -160,3 +160,13 @@ TRAINING_JSON = shlex.quote(json.dumps(TRAIN))
 FIT_MODELS = SPLIT["train"] + SPLIT["validation"]
 # torchrun forwards these to the training processes (SIGUSR1: SLURM's time-limit warning).
 TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+
+
+# Timing: CPU rows always, CUDA rows when asked for (the job then needs a GPU).
+TIMING = config["timing"]
+TIMING_GPUS = 1 if TIMING["device"] == "cuda" else 0
+TIMING_ARGS = (
+    f"--repeats {TIMING['repeats']} --large-batch {TIMING['large_batch']}"
+    f" --devices cpu{' cuda' if TIMING_GPUS else ''}"
+    + ("" if TIMING["pomme"] else " --no-pomme")
+)

@@ -31,3 +31,28 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} coemu evaluate --stage {wildcards.stage} --results results"
         " --model {input.model} --out results/evaluation/{wildcards.stage} > {log} 2>&1"
+
+
+rule timing:
+    input:
+        models=expand("results/train/{stage}/model.pt", stage=["pretrain", "finetune"]),
+        split="results/split.json",
+        stats="results/stats/global.json",
+        cube=expand("results/cubes/{model}.nc", model=SPLIT["test"][:1]),
+    output:
+        csv="results/timing/timing.csv",
+        table="results/timing/timing.md",
+    log:
+        "logs/timing.log",
+    conda:
+        "../../envs/coemu.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=TIMING_GPUS,
+    params:
+        timing=TIMING_ARGS,
+    shell:
+        "OMP_NUM_THREADS={threads} coemu timing --results results --models {input.models}"
+        " --out results/timing {params.timing} > {log} 2>&1"
