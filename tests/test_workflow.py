@@ -67,6 +67,11 @@ def test_default_config_end_to_end(workdir):
     # a second run has nothing to do
     proc = snakemake(workdir, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    # a self-contained report with the figures, tables and captions
+    snakemake(workdir, "--report", "report.html")
+    html = (workdir / "report.html").read_text()
+    assert len(html) > 100_000 and "paper figure 5" in html and "like with like" in html
+    assert "stage finetune" in html and "stage pretrain" in html
 
 
 def test_directory_source(workdir):

@@ -13,10 +13,29 @@ rule evaluate:
     output:
         metrics="results/evaluation/{stage}/metrics.json",
         samples="results/evaluation/{stage}/samples.nc",
-        table="results/evaluation/{stage}/table.md",
-        figures=expand(
-            "results/evaluation/{{stage}}/{name}.png",
-            name=["cdf", "examples", "spectra"],
+        table=report(
+            "results/evaluation/{stage}/table.md",
+            caption="../report/table.rst",
+            category="Evaluation",
+            subcategory="{stage}",
+        ),
+        cdf=report(
+            "results/evaluation/{stage}/cdf.png",
+            caption="../report/cdf.rst",
+            category="Evaluation",
+            subcategory="{stage}",
+        ),
+        examples=report(
+            "results/evaluation/{stage}/examples.png",
+            caption="../report/examples.rst",
+            category="Evaluation",
+            subcategory="{stage}",
+        ),
+        spectra=report(
+            "results/evaluation/{stage}/spectra.png",
+            caption="../report/spectra.rst",
+            category="Evaluation",
+            subcategory="{stage}",
         ),
     log:
         "logs/evaluation/{stage}.log",
@@ -40,7 +59,11 @@ rule timing:
         stats="results/stats/global.json",
         cube=expand("results/cubes/{model}.nc", model=SPLIT["test"][:1]),
     output:
-        csv="results/timing/timing.csv",
+        csv=report(
+            "results/timing/timing.csv",
+            caption="../report/timing.rst",
+            category="Timing",
+        ),
         table="results/timing/timing.md",
     log:
         "logs/timing.log",
