@@ -39,6 +39,8 @@ rule evaluate:
         ),
     log:
         "logs/evaluation/{stage}.log",
+    benchmark:
+        "benchmarks/evaluation/{stage}.tsv"
     wildcard_constraints:
         stage="pretrain|finetune",
     conda:
@@ -67,6 +69,8 @@ rule timing:
         table="results/timing/timing.md",
     log:
         "logs/timing.log",
+    benchmark:
+        "benchmarks/timing.tsv"
     conda:
         "../../envs/coemu.yaml"
     threads: 2

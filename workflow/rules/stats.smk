@@ -4,17 +4,20 @@
 
 rule split:
     input:
-        "results/sphere.json",
+        sphere="results/sphere.json",
     output:
-        "results/split.json",
+        split="results/split.json",
     log:
         "logs/split.log",
     conda:
         "../../envs/coemu.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         split=split_args(),
     shell:
-        "coemu split {input} {output} {params.split} > {log} 2>&1"
+        "coemu split {input.sphere} {output.split} {params.split} > {log} 2>&1"
 
 
 rule stats:
@@ -23,7 +26,7 @@ rule stats:
         cubes=expand("results/cubes/{model}.nc", model=SPLIT["train"]),
         images=expand("results/images/{model}.nc", model=SPLIT["train"]),
     output:
-        "results/stats/global.json",
+        stats="results/stats/global.json",
     log:
         "logs/stats.log",
     benchmark:
@@ -38,4 +41,4 @@ rule stats:
         dask=DASK_JSON,
         floors=PREPROCESSING_ARGS,
     shell:
-        "coemu stats {input.split} {output} --dask {params.dask} {params.floors} > {log} 2>&1"
+        "coemu stats {input.split} {output.stats} --dask {params.dask} {params.floors} > {log} 2>&1"

@@ -10,7 +10,7 @@ rule pretrain:
         cubes=expand("results/cubes/{model}.nc", model=FIT_MODELS),
         faceon=expand("results/faceon/{model}.nc", model=FIT_MODELS),
     output:
-        "results/train/pretrain/model.pt",
+        model="results/train/pretrain/model.pt",
     log:
         "logs/train/pretrain.log",
     benchmark:
@@ -42,7 +42,7 @@ rule finetune:
         cubes=expand("results/cubes/{model}.nc", model=FIT_MODELS),
         images=expand("results/images/{model}.nc", model=FIT_MODELS),
     output:
-        "results/train/finetune/model.pt",
+        model="results/train/finetune/model.pt",
     log:
         "logs/train/finetune.log",
     benchmark:
