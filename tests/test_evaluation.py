@@ -118,3 +118,20 @@ def test_timing_writes_like_with_like_rows(small_results, tmp_path):
         )
     table = (tmp_path / "timing" / "timing.md").read_text()
     assert "| coemunet | cpu | 3 | 4 |" in table and "torch" in table
+
+
+def test_evaluate_names_a_missing_or_unusable_statistics_file(small_results, tmp_path):
+    import shutil
+
+    from coemu.evaluation.evaluate import evaluate
+    from coemu.io.errors import CoemuInputError
+
+    results = tmp_path / "results"
+    shutil.copytree(small_results, results)
+    (results / "stats" / "global.json").write_text('{"cubes": {}}')
+    with pytest.raises(CoemuInputError, match="global.json: no usable preprocessing constants"):
+        evaluate("finetune", results, tmp_path / "model.pt", tmp_path / "eval")
+    (results / "stats" / "global.json").unlink()
+    with pytest.raises(CoemuInputError, match="global.json: cannot be read"):
+        evaluate("finetune", results, tmp_path / "model.pt", tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()

@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from coemu.data.variables import DEFAULT_DENSITY_FLOOR, DEFAULT_INTENSITY_FLOOR
+from coemu.io.errors import CoemuInputError
+from coemu.io.validation import read_json
 
 
 def _log_floor(x: torch.Tensor, floor: float) -> torch.Tensor:
@@ -84,6 +87,15 @@ class Preprocessing:
             density_floor=stats["floors"]["number_density_co"],
             intensity_floor=stats["floors"]["intensity"],
         )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Preprocessing:
+        """From ``global.json`` at ``path``; CoemuInputError naming it when it is unusable."""
+        stats = read_json(path)
+        try:
+            return cls.from_stats(stats)
+        except (KeyError, ValueError) as err:
+            raise CoemuInputError(path, None, f"no usable preprocessing constants ({err})") from None
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -15,7 +15,6 @@ Outputs in ``out_dir`` (``results/evaluation/{stage}/``):
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -28,7 +27,9 @@ from coemu.data.transform import Preprocessing
 from coemu.evaluation.metrics import maxrel_percent, ssim, zncc
 from coemu.io.atomic import atomic_output, write_json_atomic, write_netcdf_atomic
 from coemu.io.errors import CoemuInputError
+from coemu.io.validation import read_json
 from coemu.nn import COEmuNet
+from coemu.rt.solver import resolve_device
 from coemu.training import checkpoint
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,9 @@ def evaluate(
 ) -> dict:
     """Evaluate ``model_path`` on the test models of ``results/split.json``; returns the summary."""
     results, out_dir = Path(results), Path(out_dir)
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
-    split = json.loads((results / "split.json").read_text())
-    prep = Preprocessing.from_stats(json.loads((results / "stats" / "global.json").read_text()))
+    dev = resolve_device(device)
+    split = read_json(results / "split.json")
+    prep = Preprocessing.from_file(results / "stats" / "global.json")
     if not split["test"]:
         raise CoemuInputError(results / "split.json", "test", "no test models")
     dataset = EmulatorDataset(split["test"], results, prep, stage)

@@ -24,7 +24,6 @@ import csv
 import functools
 import importlib.util
 import io
-import json
 import logging
 import platform
 import statistics
@@ -39,6 +38,7 @@ import xarray as xr
 from coemu.data.transform import Preprocessing
 from coemu.evaluation.evaluate import load_model
 from coemu.io.atomic import atomic_output
+from coemu.io.validation import read_json
 from coemu.nn import COEmuNet
 from coemu.rt.lamda import load_line
 from coemu.rt.solver import line_images
@@ -112,8 +112,8 @@ def run_timing(
     """Time every method for the channels of each trained ``model.pt`` (e.g. pretrain: 1, finetune: 7)."""
     results, out_dir = Path(results), Path(out_dir)
     models = {int(checkpoint.load(p)["run"]["n_freq"]): p for p in model_files}
-    split = json.loads((results / "split.json").read_text())
-    prep = Preprocessing.from_stats(json.loads((results / "stats" / "global.json").read_text()))
+    split = read_json(results / "split.json")
+    prep = Preprocessing.from_file(results / "stats" / "global.json")
     cube_path = results / "cubes" / f"{split['test'][0]}.nc"
     with xr.open_dataset(cube_path) as ds:
         arrays = {

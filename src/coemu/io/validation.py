@@ -1,12 +1,22 @@
-"""Value checks shared by every reader: finite, positive, non-negative."""
+"""Checks shared by every reader: finite, positive, non-negative values; JSON inputs that name their file."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from coemu.io.errors import CoemuInputError
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON document at ``path``; CoemuInputError naming it when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise CoemuInputError(path, None, f"cannot be read ({err})") from None
 
 
 def check_values(

@@ -24,7 +24,6 @@ import csv
 import hashlib
 import io
 import itertools
-import json
 import logging
 import math
 import signal
@@ -39,7 +38,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from coemu.data.dataset import EmulatorDataset
 from coemu.data.transform import Preprocessing
-from coemu.io.errors import CoemuInputError
+from coemu.io.validation import read_json
 from coemu.nn import COEmuNet
 from coemu.training import checkpoint
 from coemu.training.distributed import Context, all_gather_objects, all_reduce_sum, barrier, setup, teardown
@@ -75,13 +74,6 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         self.raised = True
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CoemuInputError(path, None, f"cannot be read ({err})") from None
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -144,12 +136,8 @@ def train(
 
 
 def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progress) -> Path:
-    split = _read_json(results / "split.json")
-    stats_path = results / "stats" / "global.json"
-    try:
-        prep = Preprocessing.from_stats(_read_json(stats_path))
-    except (KeyError, ValueError) as err:
-        raise CoemuInputError(stats_path, None, f"no usable preprocessing constants ({err})") from None
+    split = read_json(results / "split.json")
+    prep = Preprocessing.from_file(results / "stats" / "global.json")
     train_set = EmulatorDataset(split["train"], results, prep, stage)
     val_set = EmulatorDataset(split["validation"], results, prep, stage)
     if s["batch_size"] % ctx.world_size:
