@@ -20,8 +20,7 @@ include: "workflow/rules/evaluate.smk"
 rule all:
     default_target: True
     input:
-        all_cubes(),
-        all_images(),
+        manifests("images"),
         "results/split.json",
         "results/stats/global.json",
         expand(

@@ -171,3 +171,40 @@ def test_sphere_larger_than_the_model_is_refused(tmp_path, model_nc):
     proc = run_cli("cubes", tmp_path / "o.nc", model_nc, "--sphere", sphere, *SMALL, check=False)
     assert proc.returncode == 2 and "smaller than the sphere radius" in proc.stderr
     assert not (tmp_path / "o.nc").exists()
+
+
+def test_cubes_many_makes_only_what_it_lacks(tmp_path):
+    """A cube block rerun keeps the cubes made from the same model, radius and settings."""
+    sphere = tmp_path / "sphere.json"
+    run_cli("sphere", sphere, "--synthetic-count", "3", "--seed", "3")
+    ids = ["m00000", "m00001", "m00002"]
+    outs = [tmp_path / "cubes" / f"{m}.nc" for m in ids]
+    manifest = tmp_path / "blocks" / "b0000.json"
+    synthetic = ["--synthetic", "--seed", "3", "--n-base", "8", "--levels", "2", "--sphere", sphere]
+
+    def block(n, *settings):
+        proc = run_cli(
+            "cubes-many",
+            "--models",
+            *ids[:n],
+            "--outputs",
+            *outs[:n],
+            "--manifest",
+            manifest,
+            *synthetic,
+            *settings,
+        )
+        entries = json.loads(manifest.read_text())["models"]
+        assert sorted(entries) == ids[:n]
+        assert all(
+            entries[m]["cube"]["fingerprint"] == xr.open_dataset(o).attrs["coemu_fingerprint"]
+            for m, o in zip(ids[:n], outs[:n], strict=True)
+        )
+        return proc.stderr, [o.stat().st_mtime_ns for o in outs[:n]]
+
+    _, first = block(2, *SMALL)
+    log, again = block(3, *SMALL)
+    assert "1 of 3 cubes made, 2 kept" in log and again[:2] == first
+    log, _ = block(3, "--rotations", "2", "--box-cells", "32", "--grid", "16")
+    assert "3 of 3 cubes made, 0 kept" in log
+    assert xr.open_dataset(outs[0]).temperature.shape == (2, 16, 16, 16)

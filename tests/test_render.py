@@ -1,5 +1,7 @@
 """`coemu render`: the image file against the contract, and bad cubes."""
 
+import json
+
 import netCDF4
 import numpy as np
 import pytest
@@ -151,6 +153,43 @@ def test_render_many_maps_each_cube_to_its_own_files(tmp_path, cube_nc):
     assert not np.array_equal(xr.open_dataset(imgs[0]).intensity, xr.open_dataset(imgs[1]).intensity)
     proc = run_cli("render-many", "--cubes", *cubes, "--images", imgs[0], check=False)
     assert proc.returncode == 2 and "same number of files" in proc.stderr
+
+
+def test_render_many_keeps_what_is_up_to_date(tmp_path, cube_nc):
+    """A block rerun (a model added, a failure) renders only the images it lacks; other
+    solver settings or a rewritten cube render again."""
+    cubes = [tmp_path / f"c{k}.nc" for k in range(3)]
+    for cube in cubes:
+        cube.write_bytes(cube_nc.read_bytes())
+    imgs, faces = [tmp_path / f"i{k}.nc" for k in range(3)], [tmp_path / f"f{k}.nc" for k in range(3)]
+
+    def render(n, *extra):
+        manifest = tmp_path / "b0000.json"
+        proc = run_cli(
+            "render-many",
+            "--cubes",
+            *cubes[:n],
+            "--images",
+            *imgs[:n],
+            "--faceon",
+            *faces[:n],
+            "--manifest",
+            manifest,
+            "--channels",
+            "3",
+            *extra,
+        )
+        assert json.loads(manifest.read_text())["n_models"] == n
+        return proc.stderr, [p.stat().st_mtime_ns for p in imgs[:n]]
+
+    _, first = render(2)
+    log, again = render(3)
+    assert "1 of 3 models rendered, 2 kept" in log and again[:2] == first
+    log, _ = render(3, "--v-turbulence", "100")
+    assert "3 of 3 models rendered, 0 kept" in log
+    cubes[1].write_bytes(cube_nc.read_bytes())  # rewritten: a new modification time
+    log, _ = render(3, "--v-turbulence", "100")
+    assert "1 of 3 models rendered, 2 kept" in log
 
 
 def test_temperature_outside_the_solver_range(tmp_path, cube_nc):

@@ -27,19 +27,50 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
-@pytest.fixture()
-def workdir(tmp_path):
-    """A copy of the workflow (Snakefile, rules, schemas, configs, profiles)."""
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow (Snakefile, rules, schemas, configs, profiles) in ``dest``."""
     for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
         src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    return tmp_path
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
 
 
-def test_default_config_end_to_end(workdir):
-    """The default pipeline, configured by nothing: models to a fine-tuned COEmuNet."""
+@pytest.fixture()
+def workdir(tmp_path):
+    return copy_workflow(tmp_path)
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule name -> number of jobs of a dry run (empty when there is nothing to do)."""
+    out = snakemake(workdir, "-n", *args).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out[out.index("Job stats:") :].splitlines()[3:]
+    jobs = {}
+    for line in table:
+        name, count = line.split()
+        if name == "total":
+            return jobs
+        jobs[name] = int(count)
+    raise AssertionError(f"no job table in:\n{out}")
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.nc")}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """The default pipeline, configured by nothing, run to the end once for this module."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("default"))
     snakemake(workdir, "--cores", "2")
-    config = {"count": 12, "rotations": 4, "grid": 64}  # config/config.yaml
+    return workdir
+
+
+def test_default_config_end_to_end(finished_run):
+    """The default pipeline, configured by nothing: models to a fine-tuned COEmuNet."""
+    workdir = finished_run
+    config = {"count": 12, "rotations": 4, "grid": 64, "per_job": 4}  # config/config.yaml
     sphere = json.loads((workdir / "results/sphere.json").read_text())
     assert sphere["n_models"] == config["count"]
     cubes = sorted((workdir / "results/cubes").glob("*.nc"))
@@ -48,8 +79,13 @@ def test_default_config_end_to_end(workdir):
         ds = xr.open_dataset(path)
         assert ds.temperature.shape == (config["rotations"],) + (config["grid"],) * 3
         assert ds.attrs["sphere_radius"] == pytest.approx(sphere["radius"])
-        assert (workdir / "logs/cubes" / f"{path.stem}.log").exists()
-        assert (workdir / "benchmarks/cubes" / f"{path.stem}.tsv").exists()
+        assert len(ds.attrs["coemu_fingerprint"]) == 16
+    for block in ("b0000", "b0001", "b0002"):  # 12 models, 4 per job
+        for kind in ("cubes", "images"):
+            assert (workdir / f"logs/{kind}/{block}.log").exists()
+            assert (workdir / f"benchmarks/{kind}/{block}.tsv").exists()
+            manifest = json.loads((workdir / f"results/blocks/{kind}/{block}.json").read_text())
+            assert manifest["n_models"] == config["per_job"]
     split = json.loads((workdir / "results/split.json").read_text())
     assert split["counts"] == {"train": 10, "validation": 1, "test": 1}
     for stage, n_freq in (("pretrain", 1), ("finetune", 7)):
@@ -65,13 +101,62 @@ def test_default_config_end_to_end(workdir):
     timing = (workdir / "results/timing/timing.md").read_text()
     assert "| coemu-solver | cpu | 7 | 1 |" in timing and "| coemunet | cpu | 7 | 8 |" in timing
     # a second run has nothing to do
-    proc = snakemake(workdir, "-n")
-    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert planned_jobs(workdir) == {}
     # a self-contained report with the figures, tables and captions
     snakemake(workdir, "--report", "report.html")
     html = (workdir / "report.html").read_text()
     assert len(html) > 100_000 and "paper figure 5" in html and "like with like" in html
     assert "stage finetune" in html and "stage pretrain" in html
+
+
+def test_changed_solver_setting_reruns_images_and_after_but_no_cube(finished_run):
+    (finished_run / "solver.yaml").write_text("images: {v_turbulence: 150.0}\n")
+    jobs = planned_jobs(finished_run, "--configfile", "solver.yaml")
+    images = {f"images_b000{k}": 1 for k in range(3)}
+    after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
+    assert jobs == images | after
+
+
+def test_changed_training_setting_reruns_that_training_and_evaluation_only(finished_run):
+    (finished_run / "finetune.yaml").write_text("training: {finetune: {epochs: 3}}\n")
+    jobs = planned_jobs(finished_run, "--configfile", "finetune.yaml")
+    assert jobs == {"finetune": 1, "evaluate": 1, "timing": 1, "all": 1}
+    (finished_run / "model.yaml").write_text("training: {model: {latent: 64}}\n")
+    jobs = planned_jobs(finished_run, "--configfile", "model.yaml")
+    assert jobs == {"pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
+    # a longer time limit is not a reason to train again
+    (finished_run / "runtime.yaml").write_text("training: {finetune: {runtime: 600}}\n")
+    assert planned_jobs(finished_run, "--configfile", "runtime.yaml") == {}
+
+
+def test_added_models_compute_only_the_new_models(finished_run, tmp_path):
+    """More models: the sphere is recomputed, so every block job runs, and each makes only
+    the models it does not have (fingerprints), then what depends on every model runs."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, symlinks=True)  # copy2 keeps the times Snakemake compares
+    old_cubes, old_images = mtimes(workdir / "results/cubes"), mtimes(workdir / "results/images")
+    radius = json.loads((workdir / "results/sphere.json").read_text())["radius"]
+    fan_in = {"split": 1, "stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
+
+    (workdir / "more.yaml").write_text("models: {count: 14}\n")  # 12 -> 14: new block b0003
+    blocks = {f"{kind}_b000{k}": 1 for kind in ("cubes", "images") for k in range(4)}
+    assert planned_jobs(workdir, "--configfile", "more.yaml") == {"sphere": 1} | blocks | fan_in
+    blocks_done = [f"results/blocks/images/b000{k}.json" for k in range(4)]
+    snakemake(workdir, *blocks_done, "--cores", "2", "--configfile", "more.yaml")
+    assert json.loads((workdir / "results/sphere.json").read_text())["radius"] == radius
+    for k in range(3):
+        assert "0 of 4 cubes made, 4 kept" in (workdir / f"logs/cubes/b000{k}.log").read_text()
+        assert "0 of 4 models rendered, 4 kept" in (workdir / f"logs/images/b000{k}.log").read_text()
+    assert "2 of 2 cubes made" in (workdir / "logs/cubes/b0003.log").read_text()
+    cubes, images = mtimes(workdir / "results/cubes"), mtimes(workdir / "results/images")
+    assert (
+        sorted(set(cubes) - set(old_cubes))
+        == sorted(set(images) - set(old_images))
+        == ["m00012.nc", "m00013.nc"]
+    )
+    assert all(cubes[name] == t for name, t in old_cubes.items())
+    assert all(images[name] == t for name, t in old_images.items())
+    assert planned_jobs(workdir, "--configfile", "more.yaml") == fan_in
 
 
 def test_directory_source(workdir):
@@ -105,7 +190,7 @@ def test_directory_source(workdir):
         assert float(img.intensity.max()) > 0
         face = xr.open_dataset(workdir / f"results/faceon/{name}.nc")
         assert face.intensity.shape == (1, 1, 16, 16)
-    assert (workdir / "logs/images/b0000.log").exists()  # one image job: 3 models, models_per_job 4
+    assert (workdir / "logs/images/b0000.log").exists()  # one image job: 3 models, per_job 4
     split = json.loads((workdir / "results/split.json").read_text())
     assert split["counts"] == {"train": 1, "validation": 1, "test": 1}
     stats = json.loads((workdir / "results/stats/global.json").read_text())
@@ -132,12 +217,71 @@ def test_unknown_config_key_is_refused(workdir):
     assert proc.returncode != 0 and "rotation" in proc.stdout + proc.stderr
 
 
-def test_paper_config_lists_every_cube_and_image_job(workdir):
-    proc = snakemake(workdir, "--summary", "--configfile", "config/paper.yaml")
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("results/cubes/")]
-    assert len(lines) == 10903
-    assert all("\tcubes\t" in line for line in lines)
-    images = [line for line in proc.stdout.splitlines() if line.startswith("results/images/")]
-    assert len(images) == 10903 and all("\timages_b" in line for line in images)
-    assert len({line.split("\t")[2] for line in images}) == 55  # blocks of 200 models
-    assert any(line.startswith("results/stats/global.json\t") for line in proc.stdout.splitlines())
+def test_paper_config_lists_every_block_job(workdir):
+    """The whole paper-scale DAG: 10,903 models in 55 cube and 55 image jobs of 200 models."""
+    jobs = planned_jobs(workdir, "--configfile", "config/paper.yaml")
+    assert sum(n for rule, n in jobs.items() if rule.startswith("cubes_b")) == 55
+    assert sum(n for rule, n in jobs.items() if rule.startswith("images_b")) == 55
+    assert {
+        k: jobs[k] for k in ("sphere", "split", "stats", "pretrain", "finetune", "evaluate", "timing")
+    } == {
+        "sphere": 1,
+        "split": 1,
+        "stats": 1,
+        "pretrain": 1,
+        "finetune": 1,
+        "evaluate": 2,
+        "timing": 1,
+    }
+    summary = snakemake(workdir, "--summary", "--configfile", "config/paper.yaml").stdout.splitlines()
+    manifests = [line for line in summary if line.startswith("results/blocks/cubes/")]
+    assert len(manifests) == 55 and all("\tcubes_b" in line for line in manifests)
+    rulegraph = snakemake(workdir, "--rulegraph", "--configfile", "config/paper.yaml").stdout
+    assert rulegraph.lstrip().startswith("digraph") and "images_b0054" in rulegraph
+
+
+def test_failed_block_leaves_no_partial_output_and_a_rerun_recovers(workdir):
+    """A corrupt model: the job fails with the file named in its log, no manifest and no
+    half-written file are left, and the models made before the failure are kept."""
+    models = workdir / "models"
+    for i in (2, 5):
+        run_cli(
+            "hydro",
+            models / f"wind{i}.nc",
+            "--index",
+            str(i),
+            "--seed",
+            "3",
+            "--n-base",
+            "12",
+            "--levels",
+            "3",
+        )
+    good = (models / "wind5.nc").read_bytes()
+    with xr.open_dataset(models / "wind5.nc") as ds:  # NaN: the sphere job (positions) reads it,
+        bad = ds.load()  # the cube job refuses it
+    bad["temperature"][3] = float("nan")
+    bad.to_netcdf(models / "wind5.nc")
+    (workdir / "dir.yaml").write_text(
+        f"seed: 3\nmodels: {{source: directory, directory: {models}}}\n"
+        "cubes: {rotations: 2, box_cells: 32, grid: 16}\n"
+    )
+    target = "results/blocks/images/b0000.json"
+    proc = snakemake(workdir, target, "--cores", "2", "--configfile", "dir.yaml", check=False)
+    assert proc.returncode != 0
+    log = (workdir / "logs/cubes/b0000.log").read_text()
+    assert "wind5.nc" in log and "temperature" in log and "NaN" in log
+    assert "wind5.nc" in proc.stdout + proc.stderr  # show-failed-logs prints the job's log
+    assert not (workdir / "results/blocks/cubes/b0000.json").exists()
+    assert not (workdir / "results/images").exists()
+    left = sorted(p.name for p in (workdir / "results/cubes").iterdir())
+    assert left == ["wind2.nc"]  # complete (written atomically), no temporary file
+    assert xr.open_dataset(workdir / "results/cubes/wind2.nc").temperature.shape == (2, 16, 16, 16)
+    made = (workdir / "results/cubes/wind2.nc").stat().st_mtime_ns
+
+    (models / "wind5.nc").write_bytes(good)  # the model is mended
+    snakemake(workdir, target, "--cores", "2", "--configfile", "dir.yaml")
+    assert "1 of 2 cubes made, 1 kept" in (workdir / "logs/cubes/b0000.log").read_text()
+    assert (workdir / "results/cubes/wind2.nc").stat().st_mtime_ns == made
+    assert sorted(p.name for p in (workdir / "results/images").iterdir()) == ["wind2.nc", "wind5.nc"]
+    assert planned_jobs(workdir, target, "--configfile", "dir.yaml") == {}

@@ -79,27 +79,53 @@ def read_sphere_radius(path: str | Path) -> float:
     return float(radius)
 
 
-def cmd_cubes(args: argparse.Namespace) -> None:
-    """Trim, rotate and regrid one model into its cube file."""
-    from coemu.geometry.cube import make_cubes
+def _load_model(model_id: str | None, input_path: Path | None, args: argparse.Namespace):
+    """The hydro model: synthetic ``model_id`` (with --synthetic) or the file ``input_path``."""
     from coemu.hydro.catalog import synthetic_index
     from coemu.hydro.sources import load_model
-    from coemu.io.atomic import write_netcdf_atomic
 
-    radius = read_sphere_radius(args.sphere)
-    t0 = time.perf_counter()
-    if args.synthetic == (args.input is not None):
+    if args.synthetic == (input_path is not None):
         raise CoemuInputError(None, None, "give either a model file or --synthetic, not both or neither")
     if args.synthetic:
         try:
-            index = synthetic_index(args.model or "")
+            index = synthetic_index(model_id or "")
         except ValueError as err:
             raise CoemuInputError(None, "model", str(err)) from None
-        model = load_model(synthetic_index=index, seed=args.seed, n_base=args.n_base, levels=args.levels)
-    else:
-        model = load_model(path=args.input)
-        if args.model is not None and args.model != model.name:
-            raise CoemuInputError(args.input, None, f"file holds model '{model.name}', not '{args.model}'")
+        return load_model(synthetic_index=index, seed=args.seed, n_base=args.n_base, levels=args.levels)
+    model = load_model(path=input_path)
+    if model_id is not None and model_id != model.name:
+        raise CoemuInputError(input_path, None, f"file holds model '{model.name}', not '{model_id}'")
+    return model
+
+
+def _cube_fingerprint(model_id: str, input_path: Path | None, radius: float, args: argparse.Namespace) -> str:
+    """What a cube file is made from: model source, sphere radius, settings and code."""
+    from coemu.io.provenance import code_digest, file_identity, fingerprint
+
+    source = (
+        {"synthetic": model_id, "n_base": args.n_base, "levels": args.levels}
+        if args.synthetic
+        else {"file": str(input_path), **file_identity(input_path)}
+    )
+    return fingerprint(
+        model=model_id,
+        source=source,
+        radius=radius,
+        seed=args.seed,
+        rotations=args.rotations,
+        box_cells=args.box_cells,
+        grid=args.grid,
+        code=code_digest("cubes"),
+    )
+
+
+def _make_cube_file(model_id: str | None, input_path: Path | None, output: Path, radius: float, args) -> None:
+    from coemu.geometry.cube import make_cubes
+    from coemu.io.atomic import write_netcdf_atomic
+    from coemu.io.provenance import FINGERPRINT_ATTR
+
+    t0 = time.perf_counter()
+    model = _load_model(model_id, input_path, args)
     t1 = time.perf_counter()
     cubes = make_cubes(
         model,
@@ -110,8 +136,9 @@ def cmd_cubes(args: argparse.Namespace) -> None:
         grid=args.grid,
         progress=args.progress,
     )
+    cubes.attrs[FINGERPRINT_ATTR] = _cube_fingerprint(model.name, input_path, radius, args)
     t2 = time.perf_counter()
-    write_netcdf_atomic(cubes, args.output)
+    write_netcdf_atomic(cubes, output)
     log.info(
         "%s: %d points, %d rotations of %d^3: load %.2f s, regrid %.2f s, write %.2f s",
         model.name,
@@ -122,6 +149,43 @@ def cmd_cubes(args: argparse.Namespace) -> None:
         t2 - t1,
         time.perf_counter() - t2,
     )
+
+
+def cmd_cubes(args: argparse.Namespace) -> None:
+    """Trim, rotate and regrid one model into its cube file."""
+    radius = read_sphere_radius(args.sphere)
+    _make_cube_file(args.model, args.input, args.output, radius, args)
+
+
+def _same_length(**lists) -> None:
+    lengths = {k: len(v) for k, v in lists.items() if v is not None}
+    if len(set(lengths.values())) > 1:
+        raise CoemuInputError(None, None, f"need the same number of files for each: {lengths}")
+
+
+def cmd_cubes_many(args: argparse.Namespace) -> None:
+    """Make the cube files of a block of models; skip those already made from the same inputs."""
+    from tqdm import tqdm
+
+    from coemu.io.provenance import stored_fingerprint, write_manifest
+
+    _same_length(models=args.models, outputs=args.outputs, inputs=args.inputs)
+    radius = read_sphere_radius(args.sphere)
+    inputs = args.inputs or [None] * len(args.models)
+    done = 0
+    for model_id, input_path, output in tqdm(
+        list(zip(args.models, inputs, args.outputs, strict=True)), unit="model", disable=not args.progress
+    ):
+        wanted = _cube_fingerprint(model_id, input_path, radius, args)
+        if stored_fingerprint(output) == wanted:
+            log.info("%s: up to date (%s), kept", output, wanted)
+            continue
+        _make_cube_file(model_id, input_path, output, radius, args)
+        done += 1
+    files = {m: {"cube": o} for m, o in zip(args.models, args.outputs, strict=True)}
+    write_manifest(args.manifest, args.manifest.stem, files)
+    n = len(args.models)
+    log.info("%d of %d cubes made, %d kept; manifest %s", done, n, n - done, args.manifest)
 
 
 def _render_settings(args: argparse.Namespace):
@@ -141,11 +205,28 @@ def _render_settings(args: argparse.Namespace):
     )
 
 
+def _image_fingerprint(cube: Path, faceon: bool, settings) -> str:
+    """What an image file is made from: the cube file, the solver settings and code."""
+    from dataclasses import asdict
+
+    from coemu.io.provenance import code_digest, file_identity, fingerprint, stored_fingerprint
+
+    return fingerprint(
+        cube=stored_fingerprint(cube),
+        cube_file=file_identity(cube),
+        faceon=faceon,
+        settings=asdict(settings),
+        code=code_digest("images"),
+    )
+
+
 def _render_one(cube: Path, image: Path, faceon: Path | None, settings) -> None:
+    from coemu.io.provenance import FINGERPRINT_ATTR
     from coemu.rt.render import render_file
 
     t0 = time.perf_counter()
-    images = render_file(cube, image, settings, faceon_path=faceon)
+    attrs = {FINGERPRINT_ATTR: _image_fingerprint(cube, faceon is not None, settings)}
+    images = render_file(cube, image, settings, faceon_path=faceon, attrs=attrs)
     seconds = time.perf_counter() - t0
     n = images.sizes["rotation"]
     log.info(
@@ -166,15 +247,29 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_render_many(args: argparse.Namespace) -> None:
-    """Render several cube files in one process (one job per block of models)."""
+    """Render a block of cube files in one process; skip images already made from the same inputs."""
     from tqdm import tqdm
 
+    from coemu.io.provenance import stored_fingerprint, write_manifest
+
+    _same_length(cubes=args.cubes, images=args.images, faceon=args.faceon)
     faceon = args.faceon or [None] * len(args.cubes)
-    if not len(args.cubes) == len(args.images) == len(faceon):
-        raise CoemuInputError(None, None, "--cubes, --images and --faceon need the same number of files")
     settings = _render_settings(args)
+    done = 0
     for cube, image, face in tqdm(list(zip(args.cubes, args.images, faceon, strict=True)), unit="model"):
+        wanted = _image_fingerprint(cube, face is not None, settings)
+        if all(stored_fingerprint(f) == wanted for f in (image, face) if f is not None):
+            log.info("%s: up to date (%s), kept", image, wanted)
+            continue
         _render_one(cube, image, face, settings)
+        done += 1
+    log.info("%d of %d models rendered, %d kept", done, len(args.cubes), len(args.cubes) - done)
+    if args.manifest is not None:
+        files = {
+            Path(c).stem: {"image": i} | ({"faceon": f} if f is not None else {})
+            for c, i, f in zip(args.cubes, args.images, faceon, strict=True)
+        }
+        write_manifest(args.manifest, args.manifest.stem, files)
 
 
 def cmd_split(args: argparse.Namespace) -> None:
@@ -302,6 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=64, help="central cells kept per axis")
     p.add_argument("--progress", action="store_true", help="tqdm bar over rotations")
     p.set_defaults(func=cmd_cubes)
+
+    p = sub.add_parser("cubes-many", help="cube files of a block of models (skips those up to date)")
+    p.add_argument("--models", nargs="+", required=True, help="model ids")
+    p.add_argument("--outputs", type=Path, nargs="+", required=True, help="cube files, one per model")
+    p.add_argument("--inputs", type=Path, nargs="+", help="model files, one per model (not with --synthetic)")
+    p.add_argument("--manifest", type=Path, required=True, help="block manifest (JSON) written last")
+    p.add_argument("--synthetic", action="store_true", help="generate the synthetic models --models")
+    _add_synthetic_options(p)
+    p.add_argument("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
+    p.add_argument("--rotations", type=int, default=200, help="viewing directions, 0 = face-on")
+    p.add_argument("--box-cells", type=int, default=128, help="cells across the sphere's box")
+    p.add_argument("--grid", type=int, default=64, help="central cells kept per axis")
+    p.add_argument("--progress", action="store_true", help="tqdm bar over models")
+    p.set_defaults(func=cmd_cubes_many)
     p = sub.add_parser("render", help="LTE line images of every rotation of a cube file")
     p.add_argument("cube", type=Path, help="cube netCDF file")
     p.add_argument("output", type=Path, help="image netCDF file")
@@ -313,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cubes", type=Path, nargs="+", required=True, help="cube netCDF files")
     p.add_argument("--images", type=Path, nargs="+", required=True, help="image files, one per cube")
     p.add_argument("--faceon", type=Path, nargs="+", help="face-on image files, one per cube")
+    p.add_argument("--manifest", type=Path, help="block manifest (JSON) written last")
     _add_solver_options(p)
     p.set_defaults(func=cmd_render_many)
 

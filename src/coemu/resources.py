@@ -18,9 +18,9 @@ def cube_mem_mb(rotations: int, grid: int) -> int:
     return int(1024 + 2.5 * output_mb)
 
 
-def cube_runtime_min(rotations: int, grid: int) -> int:
-    """Wall time of one cube job, minutes."""
-    seconds = rotations * SECONDS_PER_ROTATION_64 * (grid / 64) ** 3
+def cube_runtime_min(rotations: int, grid: int, models: int = 1) -> int:
+    """Wall time of one cube job making ``models`` cube files, minutes."""
+    seconds = models * (5 + rotations * SECONDS_PER_ROTATION_64 * (grid / 64) ** 3)
     return 5 + math.ceil(seconds / 60)
 
 

@@ -5,8 +5,8 @@ import shlex
 from snakemake.utils import min_version, validate
 
 from coemu import resources
-from coemu.data.split import split_models
 from coemu.hydro.catalog import list_model_files, model_blocks, model_ids
+from coemu.io.provenance import STAGE_PACKAGES, code_digest
 
 min_version("9.0")
 
@@ -32,14 +32,29 @@ MODEL_FILES = (
 MODELS = model_ids(config["models"]) if SYNTHETIC else list(MODEL_FILES)
 
 
-def model_file(wildcards):
-    return MODEL_FILES[wildcards.model]
+# Cube and image jobs handle blocks of consecutive models (models.per_job): block
+# name -> model ids. Later stages depend on each block's small manifest, not on
+# every model's files, which keeps the paper-scale DAG small.
+BLOCKS = model_blocks(MODELS, config["models"]["per_job"])
 
 
-# Input of a per-model job: the model file; none for synthetic models, which the
-# job generates from (seed, index). Static where possible: dry runs of 10^4 jobs
-# pay for every function call per job.
-MODEL_FILE = [] if SYNTHETIC else model_file
+def block_files(kind, block):
+    return expand(f"results/{kind}/{{model}}.nc", model=BLOCKS[block])
+
+
+def block_model_files(block):
+    """The model files of a block (none for synthetic models, which the job generates)."""
+    return [] if SYNTHETIC else [MODEL_FILES[m] for m in BLOCKS[block]]
+
+
+def manifests(kind):
+    """Every block's manifest of ``kind`` (cubes or images)."""
+    return expand(f"results/blocks/{kind}/{{block}}.json", block=BLOCKS)
+
+
+# Digest of the code each stage runs (syntax trees of its subpackages): a rule
+# parameter, so a code change reruns that stage and what depends on it.
+CODE = {stage: code_digest(stage) for stage in STAGE_PACKAGES}
 
 
 def model_source_args():
@@ -47,7 +62,7 @@ def model_source_args():
     m = config["models"]
     if SYNTHETIC:
         return f"--synthetic --seed {config['seed']} --n-base {m['n_base']} --levels {m['levels']}"
-    return f"--seed {config['seed']}"
+    return f"--seed {config['seed']} --inputs"
 
 
 def sphere_source_args():
@@ -57,17 +72,13 @@ def sphere_source_args():
     return f"--directory {m['directory']}"
 
 
-def all_cubes():
-    return expand("results/cubes/{model}.nc", model=MODELS)
-
-
 def cube_mem_mb():
     return resources.cube_mem_mb(config["cubes"]["rotations"], config["cubes"]["grid"])
 
 
-def cube_runtime_min():
+def cube_runtime_min(n_models):
     return resources.cube_runtime_min(
-        config["cubes"]["rotations"], config["cubes"]["grid"]
+        config["cubes"]["rotations"], config["cubes"]["grid"], n_models
     )
 
 
@@ -101,31 +112,13 @@ def image_runtime_min(n_models):
     )
 
 
-# Image jobs render blocks of consecutive models: block name -> model ids.
-IMAGE_BLOCKS = model_blocks(MODELS, config["images"]["models_per_job"])
-
-
-def all_images():
-    return expand("results/{kind}/{model}.nc", kind=["images", "faceon"], model=MODELS)
-
-
-# The split by model, computed here (a pure function of the config) so that the
-# statistics job's inputs, the training models' files, are known when the DAG is
-# built; rule split writes the same assignment to results/split.json.
-SPLIT = split_models(
-    MODELS,
-    {k: config["split"][k] for k in ("train", "validation", "test")},
-    config["split"]["seed"],
-)
-
-
 def split_args():
     s = config["split"]
     return f"--train {s['train']} --validation {s['validation']} --test {s['test']} --seed {s['seed']}"
 
 
 # The dask section, passed whole to `coemu stats` (cluster and median-search settings).
-DASK_JSON = shlex.quote(json.dumps(config["dask"]))
+DASK_JSON = shlex.quote(json.dumps(config["dask"], sort_keys=True))
 PREPROCESSING_ARGS = (
     f"--density-floor {config['preprocessing']['density_floor']}"
     f" --intensity-floor {config['preprocessing']['intensity_floor']}"
@@ -154,10 +147,21 @@ TRAIN_THREADS = (
     if TRAIN_GPUS
     else TRAIN["processes"] * TRAIN["threads_per_process"]
 )
+# SLURM: --gpus=N --cpus-per-gpu=C for GPU jobs (0: not a GPU job, --cpus-per-task=threads).
+TRAIN_CPUS_PER_GPU = TRAIN["cpus_per_gpu"] if TRAIN_GPUS else 0
 TRAIN_OMP = TRAIN["cpus_per_gpu"] if TRAIN_GPUS else TRAIN["threads_per_process"]
-TRAINING_JSON = shlex.quote(json.dumps(TRAIN))
-# Pretraining and fine-tuning read the training and validation models' files.
-FIT_MODELS = SPLIT["train"] + SPLIT["validation"]
+
+
+def training_json(stage):
+    """The training section for one stage, keys sorted: without the other stage's settings
+    and the job's memory and time limit, so that none of them reruns the stage (a longer
+    time limit resumes it)."""
+    other = "finetune" if stage == "pretrain" else "pretrain"
+    settings = {k: v for k, v in TRAIN.items() if k not in (other, "mem_mb")}
+    settings[stage] = {k: v for k, v in TRAIN[stage].items() if k != "runtime"}
+    return shlex.quote(json.dumps(settings, sort_keys=True))
+
+
 # torchrun forwards these to the training processes (SIGUSR1: SLURM's time-limit warning).
 TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 

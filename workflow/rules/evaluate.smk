@@ -7,9 +7,7 @@ rule evaluate:
         model="results/train/{stage}/model.pt",
         split="results/split.json",
         stats="results/stats/global.json",
-        cubes=expand("results/cubes/{model}.nc", model=SPLIT["test"]),
-        images=expand("results/images/{model}.nc", model=SPLIT["test"]),
-        faceon=expand("results/faceon/{model}.nc", model=SPLIT["test"]),
+        blocks=manifests("images"),
     output:
         metrics="results/evaluation/{stage}/metrics.json",
         samples="results/evaluation/{stage}/samples.nc",
@@ -49,6 +47,8 @@ rule evaluate:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        code=CODE["evaluation"],
     shell:
         "OMP_NUM_THREADS={threads} coemu evaluate --stage {wildcards.stage} --results results"
         " --model {input.model} --out results/evaluation/{wildcards.stage} > {log} 2>&1"
@@ -59,7 +59,7 @@ rule timing:
         models=expand("results/train/{stage}/model.pt", stage=["pretrain", "finetune"]),
         split="results/split.json",
         stats="results/stats/global.json",
-        cube=expand("results/cubes/{model}.nc", model=SPLIT["test"][:1]),
+        blocks=manifests("images"),
     output:
         csv=report(
             "results/timing/timing.csv",
@@ -78,8 +78,10 @@ rule timing:
         mem_mb=8000,
         runtime=60,
         gpu=TIMING_GPUS,
+        cpus_per_gpu=2 * TIMING_GPUS,
     params:
         timing=TIMING_ARGS,
+        code=CODE["evaluation"],
     shell:
         "OMP_NUM_THREADS={threads} coemu timing --results results --models {input.models}"
         " --out results/timing {params.timing} > {log} 2>&1"

@@ -1,17 +1,18 @@
 # Images: the LTE CO line solver renders every rotation of every cube, plus the face-on
-# line-centre image that pretraining uses. One job per block of models (images.models_per_job):
-# the outputs stay per model, with 55 image jobs instead of 10,903 at the paper's scale.
+# line-centre image that pretraining uses. One job per block of models (models.per_job),
+# after that block's cube job (its manifest). As for the cubes, the declared output is
+# the block's manifest; the per-model images are written atomically and skipped when up
+# to date (fingerprint: cube file, solver settings, code).
 
-for block, block_models in IMAGE_BLOCKS.items():
+for block in BLOCKS:
 
     rule:
         name:
             f"images_{block}"
         input:
-            cubes=expand("results/cubes/{model}.nc", model=block_models),
+            cubes=f"results/blocks/cubes/{block}.json",
         output:
-            images=expand("results/images/{model}.nc", model=block_models),
-            faceon=expand("results/faceon/{model}.nc", model=block_models),
+            manifest=f"results/blocks/images/{block}.json",
         log:
             f"logs/images/{block}.log",
         benchmark:
@@ -21,10 +22,15 @@ for block, block_models in IMAGE_BLOCKS.items():
         threads: 2
         resources:
             mem_mb=image_mem_mb(),
-            runtime=image_runtime_min(len(block_models)),
+            runtime=image_runtime_min(len(BLOCKS[block])),
             gpu=IMAGE_GPUS,
+            cpus_per_gpu=2 * IMAGE_GPUS,
         params:
+            cubes=block_files("cubes", block),
+            images=block_files("images", block),
+            faceon=block_files("faceon", block),
             solver=solver_args(),
+            code=CODE["images"],
         shell:
-            "OMP_NUM_THREADS={threads} coemu render-many --cubes {input.cubes} --images {output.images}"
-            " --faceon {output.faceon} {params.solver} > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} coemu render-many --cubes {params.cubes} --images {params.images}"
+            " --faceon {params.faceon} --manifest {output.manifest} {params.solver} > {log} 2>&1"

@@ -1,11 +1,14 @@
-# Hydro models: the global sphere radius over all models (paper appendix A1.1).
+# Hydro models: the global sphere radius over all models (paper appendix A1.1). Adding
+# models reruns it and so every cube job; those jobs keep every cube whose fingerprint
+# (model, radius, settings, code) is unchanged, and remake them all only when a new model
+# makes the sphere smaller.
 
 
 rule sphere:
     input:
         models=list(MODEL_FILES.values()),
     output:
-        "results/sphere.json",
+        sphere="results/sphere.json",
     log:
         "logs/sphere.log",
     conda:
@@ -16,4 +19,4 @@ rule sphere:
     params:
         source=sphere_source_args(),
     shell:
-        "coemu sphere {output} {params.source} > {log} 2>&1"
+        "coemu sphere {output.sphere} {params.source} > {log} 2>&1"

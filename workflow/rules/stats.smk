@@ -23,8 +23,7 @@ rule split:
 rule stats:
     input:
         split="results/split.json",
-        cubes=expand("results/cubes/{model}.nc", model=SPLIT["train"]),
-        images=expand("results/images/{model}.nc", model=SPLIT["train"]),
+        blocks=manifests("images"),
     output:
         stats="results/stats/global.json",
     log:
@@ -40,5 +39,6 @@ rule stats:
     params:
         dask=DASK_JSON,
         floors=PREPROCESSING_ARGS,
+        code=CODE["stats"],
     shell:
         "coemu stats {input.split} {output.stats} --dask {params.dask} {params.floors} > {log} 2>&1"

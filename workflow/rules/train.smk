@@ -7,8 +7,7 @@ rule pretrain:
     input:
         split="results/split.json",
         stats="results/stats/global.json",
-        cubes=expand("results/cubes/{model}.nc", model=FIT_MODELS),
-        faceon=expand("results/faceon/{model}.nc", model=FIT_MODELS),
+        blocks=manifests("images"),
     output:
         model="results/train/pretrain/model.pt",
     log:
@@ -22,11 +21,13 @@ rule pretrain:
         mem_mb=TRAIN["mem_mb"],
         runtime=TRAIN["pretrain"]["runtime"],
         gpu=TRAIN_GPUS,
+        cpus_per_gpu=TRAIN_CPUS_PER_GPU,
     params:
         nproc=TRAIN_NPROC,
         omp=TRAIN_OMP,
-        settings=TRAINING_JSON,
+        settings=training_json("pretrain"),
         signals=TORCHRUN_SIGNALS,
+        code=CODE["training"],
     shell:
         "OMP_NUM_THREADS={params.omp} torchrun --standalone --nproc-per-node {params.nproc}"
         " --signals-to-handle {params.signals}"
@@ -39,8 +40,7 @@ rule finetune:
         pretrained="results/train/pretrain/model.pt",
         split="results/split.json",
         stats="results/stats/global.json",
-        cubes=expand("results/cubes/{model}.nc", model=FIT_MODELS),
-        images=expand("results/images/{model}.nc", model=FIT_MODELS),
+        blocks=manifests("images"),
     output:
         model="results/train/finetune/model.pt",
     log:
@@ -54,11 +54,13 @@ rule finetune:
         mem_mb=TRAIN["mem_mb"],
         runtime=TRAIN["finetune"]["runtime"],
         gpu=TRAIN_GPUS,
+        cpus_per_gpu=TRAIN_CPUS_PER_GPU,
     params:
         nproc=TRAIN_NPROC,
         omp=TRAIN_OMP,
-        settings=TRAINING_JSON,
+        settings=training_json("finetune"),
         signals=TORCHRUN_SIGNALS,
+        code=CODE["training"],
     shell:
         "OMP_NUM_THREADS={params.omp} torchrun --standalone --nproc-per-node {params.nproc}"
         " --signals-to-handle {params.signals}"

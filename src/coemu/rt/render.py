@@ -152,11 +152,11 @@ def render_cube(
     )
 
 
-def render_file(cube_path, image_path, settings: RenderSettings, faceon_path=None) -> xr.Dataset:
+def render_file(cube_path, image_path, settings: RenderSettings, faceon_path=None, attrs=None) -> xr.Dataset:
     """Render every rotation of a cube file; optionally the face-on line-centre image too.
 
     Both outputs are checked and rendered before either is written, and each
-    is written atomically.
+    is written atomically; ``attrs`` (dict) are added to both files' attributes.
     """
     from coemu.io.atomic import write_netcdf_atomic
 
@@ -168,6 +168,9 @@ def render_file(cube_path, image_path, settings: RenderSettings, faceon_path=Non
         faceon = render_cube(
             cube, dx, settings, line, rotations=slice(0, 1), frequencies=np.array([line.frequency])
         )
+    for ds in (images, faceon):
+        if ds is not None:
+            ds.attrs.update(attrs or {})
     write_netcdf_atomic(images, image_path)
     if faceon is not None:
         write_netcdf_atomic(faceon, faceon_path)
