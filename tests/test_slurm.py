@@ -1,0 +1,99 @@
+"""The SLURM profile against a real single-node SLURM (scripts/slurm-local.sh starts one).
+
+These tests fail, not skip, where no SLURM answers: deselect them with -m "not slurm"
+on a machine without one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from test_workflow import copy_workflow, planned_jobs, snakemake
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.slow]
+
+# What a site without an accounting database sets (and a short first status check).
+SITE = [
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--slurm-no-account",
+]
+# "... submitted with SLURM jobid 12 (log: .../logs/slurm/rule_evaluate/stage_finetune/12.log)."
+SUBMITTED = re.compile(
+    r"has been submitted with SLURM jobid (\d+) \(log: [^)]*?/rule_([A-Za-z0-9_]+)/(?:[^)/]+/)*\d+\.log\)"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm():
+    if shutil.which("sinfo") is None:
+        pytest.fail("no SLURM on this machine: run `bash scripts/slurm-local.sh` as root, or -m 'not slurm'")
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if state.returncode != 0 or not re.search(r"idle|mixed|allocated", state.stdout):
+        pytest.fail(f"SLURM is not ready (sinfo: {state.stdout.strip()} {state.stderr.strip()})")
+
+
+def slurm_jobs(output: str) -> dict[str, list[str]]:
+    """Rule name -> SLURM job ids, from Snakemake's submission messages."""
+    jobs: dict[str, list[str]] = {}
+    for jobid, rule in SUBMITTED.findall(output):
+        jobs.setdefault(rule, []).append(jobid)
+    return jobs
+
+
+def job_info(jobid: str) -> dict[str, str]:
+    """State, CPUs, memory and time limit of a (finished) SLURM job, from squeue."""
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", jobid, "-o", "%T|%C|%m|%l"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    state, cpus, mem, limit = out.split("|")
+    return {"state": state, "cpus": cpus, "mem": mem, "limit": limit}
+
+
+def test_default_pipeline_through_the_slurm_profile(tmp_path):
+    """`snakemake --profile profiles/slurm`: every job but `all` goes through sbatch."""
+    workdir = copy_workflow(tmp_path)
+    proc = snakemake(workdir, "--profile", "profiles/slurm", *SITE)
+    jobs = slurm_jobs(proc.stdout + proc.stderr)
+    expected = {"sphere", "split", "stats", "pretrain", "finetune", "evaluate", "timing"}
+    expected |= {f"{kind}_b000{k}" for kind in ("cubes", "images") for k in range(3)}
+    assert set(jobs) == expected and len(jobs["evaluate"]) == 2
+    infos = {rule: job_info(ids[0]) for rule, ids in jobs.items()}
+    assert {info["state"] for info in infos.values()} == {"COMPLETED"}
+    # the rules' resources became the jobs' requests
+    assert infos["pretrain"] == {"state": "COMPLETED", "cpus": "2", "mem": "4000M", "limit": "30:00"}
+    assert infos["cubes_b0000"]["cpus"] == "1" and infos["images_b0000"]["cpus"] == "2"
+    # and the outputs are those of a local run
+    metrics = json.loads((workdir / "results/evaluation/finetune/metrics.json").read_text())
+    assert metrics["n_samples"] == 4
+    assert sorted(p.stem for p in (workdir / "results/images").glob("*.nc")) == [
+        f"m{i:05d}" for i in range(12)
+    ]
+    assert planned_jobs(workdir) == {}
+
+
+def test_profile_by_name_from_the_user_config_directory(tmp_path):
+    """`snakemake --profile slurm` once profiles/slurm is linked into the user's config dir."""
+    (tmp_path / "run").mkdir()
+    workdir = copy_workflow(tmp_path / "run")
+    config_home = tmp_path / "config"
+    (config_home / "snakemake").mkdir(parents=True)
+    os.symlink(workdir / "profiles" / "slurm", config_home / "snakemake" / "slurm")
+    env = {"XDG_CONFIG_HOME": str(config_home)}
+    proc = snakemake(workdir, "results/blocks/cubes/b0000.json", "--profile", "slurm", *SITE, env=env)
+    out = proc.stdout + proc.stderr
+    assert "Using profiles slurm" in out or "Using profile slurm" in out
+    jobs = slurm_jobs(out)
+    assert set(jobs) == {"sphere", "cubes_b0000"}
+    assert all(job_info(ids[0])["state"] == "COMPLETED" for ids in jobs.values())
+    assert len(list((workdir / "results/cubes").glob("*.nc"))) == 4
