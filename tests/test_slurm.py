@@ -97,3 +97,40 @@ def test_profile_by_name_from_the_user_config_directory(tmp_path):
     assert set(jobs) == {"sphere", "cubes_b0000"}
     assert all(job_info(ids[0])["state"] == "COMPLETED" for ids in jobs.values())
     assert len(list((workdir / "results/cubes").glob("*.nc"))) == 4
+
+
+def test_statistics_on_a_dask_slurm_cluster(tmp_path):
+    """`dask.cluster: slurm`: the Dask workers are SLURM jobs (dask_jobqueue.SLURMCluster)."""
+    import numpy as np
+    from test_stats import FLOORS, check_equal, numpy_reference, write_pair
+
+    from coemu.stats.cluster import dask_client
+    from coemu.stats.global_stats import global_statistics
+
+    rng = np.random.default_rng(7)
+    names = [f"m{i:05d}" for i in range(3)]
+    pairs = [write_pair(tmp_path, name, rng) for name in names]
+    job_name = f"coemu-dask-{os.getpid()}"
+    slurm = {
+        "jobs": 1,
+        "cores": 1,
+        "processes": 1,
+        "memory": "1GiB",
+        "walltime": "00:10:00",
+        "job_name": job_name,
+        "log_directory": str(tmp_path / "dask-logs"),
+    }
+    with dask_client({"cluster": "slurm", "slurm": slurm}) as client:
+        client.wait_for_workers(1, timeout=180)
+        running = subprocess.run(
+            ["squeue", "-h", "-n", job_name, "-o", "%T"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        stats = global_statistics(
+            client,
+            [str(tmp_path / "cubes" / f"{n}.nc") for n in names],
+            [str(tmp_path / "images" / f"{n}.nc") for n in names],
+            FLOORS,
+        )
+    assert running == ["RUNNING"]  # the worker was a SLURM job while the statistics ran
+    check_equal(stats["cubes"]["temperature"], numpy_reference([c["temperature"].values for c, _ in pairs]))
+    check_equal(stats["images"]["intensity"], numpy_reference([i["intensity"].values for _, i in pairs]))
