@@ -38,9 +38,14 @@ cpus=$(nproc)
 mem_mb=$(( $(awk '/^MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+marker="# Written by scripts/slurm-local.sh"
+if [ -s /etc/slurm/slurm.conf ] && ! grep -q "^$marker" /etc/slurm/slurm.conf; then
+  echo "scripts/slurm-local.sh: /etc/slurm/slurm.conf exists and was not written by this script; left alone" >&2
+  exit 1
+fi
 # Jobs only see the configuration at /etc/slurm/slurm.conf (not a SLURM_CONF elsewhere).
 cat > /etc/slurm/slurm.conf <<EOF
-# Written by scripts/slurm-local.sh: single-node SLURM for tests.
+$marker: single-node SLURM for tests.
 ClusterName=coemu-local
 SlurmctldHost=$host
 SlurmUser=root

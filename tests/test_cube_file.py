@@ -208,3 +208,28 @@ def test_cubes_many_makes_only_what_it_lacks(tmp_path):
     log, _ = block(3, "--rotations", "2", "--box-cells", "32", "--grid", "16")
     assert "3 of 3 cubes made, 0 kept" in log
     assert xr.open_dataset(outs[0]).temperature.shape == (2, 16, 16, 16)
+
+
+def test_cubes_many_from_files_redoes_a_rewritten_model_and_names_bad_arguments(
+    tmp_path, model_nc, sphere_json
+):
+    second = tmp_path / "second" / "m00003.nc"
+    second.parent.mkdir()
+    second.write_bytes(model_nc.read_bytes())
+    outs = [tmp_path / "cubes" / "m00003.nc"]
+    manifest = tmp_path / "b0000.json"
+    args = ["--models", "m00003", "--outputs", *outs, "--manifest", manifest, "--sphere", sphere_json, *SMALL]
+    assert "1 of 1 cubes made" in run_cli("cubes-many", *args, "--inputs", model_nc).stderr
+    assert "0 of 1 cubes made, 1 kept" in run_cli("cubes-many", *args, "--inputs", model_nc).stderr
+    # another file (path, size, time) with the same content: remade
+    assert "1 of 1 cubes made" in run_cli("cubes-many", *args, "--inputs", second).stderr
+    # a temporary file left by a killed writer is removed
+    stale = outs[0].parent / f".{outs[0].name}.abc123.nc.tmp"
+    stale.write_bytes(b"half")
+    run_cli("cubes-many", *args, "--inputs", second)
+    assert not stale.exists()
+    # neither --inputs nor --synthetic; a missing model file
+    proc = run_cli("cubes-many", *args, check=False)
+    assert proc.returncode == 2 and "--inputs" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("cubes-many", *args, "--inputs", tmp_path / "nope.nc", check=False)
+    assert proc.returncode == 2 and "nope.nc" in proc.stderr and "Traceback" not in proc.stderr

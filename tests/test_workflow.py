@@ -130,8 +130,10 @@ def test_changed_training_setting_reruns_that_training_and_evaluation_only(finis
     (finished_run / "model.yaml").write_text("training: {model: {latent: 64}}\n")
     jobs = planned_jobs(finished_run, "--configfile", "model.yaml")
     assert jobs == {"pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
-    # a longer time limit is not a reason to train again
-    (finished_run / "runtime.yaml").write_text("training: {finetune: {runtime: 600}}\n")
+    # a longer time limit, more memory: not a reason to train again
+    (finished_run / "runtime.yaml").write_text(
+        "training: {finetune: {runtime: 600}, mem_mb: 5000, cpus_per_gpu: 4}\n"
+    )
     assert planned_jobs(finished_run, "--configfile", "runtime.yaml") == {}
 
 

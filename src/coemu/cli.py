@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -167,15 +168,19 @@ def cmd_cubes_many(args: argparse.Namespace) -> None:
     """Make the cube files of a block of models; skip those already made from the same inputs."""
     from tqdm import tqdm
 
+    from coemu.io.atomic import remove_stale_temporaries
     from coemu.io.provenance import stored_fingerprint, write_manifest
 
     _same_length(models=args.models, outputs=args.outputs, inputs=args.inputs)
+    if args.synthetic == (args.inputs is not None):
+        raise CoemuInputError(None, None, "give either --inputs (model files) or --synthetic, not both")
     radius = read_sphere_radius(args.sphere)
     inputs = args.inputs or [None] * len(args.models)
     done = 0
     for model_id, input_path, output in tqdm(
         list(zip(args.models, inputs, args.outputs, strict=True)), unit="model", disable=not args.progress
     ):
+        remove_stale_temporaries(output)
         wanted = _cube_fingerprint(model_id, input_path, radius, args)
         if stored_fingerprint(output) == wanted:
             log.info("%s: up to date (%s), kept", output, wanted)
@@ -209,13 +214,17 @@ def _image_fingerprint(cube: Path, faceon: bool, settings) -> str:
     """What an image file is made from: the cube file, the solver settings and code."""
     from dataclasses import asdict
 
-    from coemu.io.provenance import code_digest, file_identity, fingerprint, stored_fingerprint
+    from coemu.io.provenance import code_digest, file_digest, file_identity, fingerprint, stored_fingerprint
 
+    solver = asdict(settings)
+    del solver["compile"]  # fused kernels: the same images to rounding, not a reason to render again
+    if settings.datafile:
+        solver["datafile_sha256"] = file_digest(settings.datafile)
     return fingerprint(
-        cube=stored_fingerprint(cube),
         cube_file=file_identity(cube),
+        cube=stored_fingerprint(cube),
         faceon=faceon,
-        settings=asdict(settings),
+        settings=solver,
         code=code_digest("images"),
     )
 
@@ -250,6 +259,7 @@ def cmd_render_many(args: argparse.Namespace) -> None:
     """Render a block of cube files in one process; skip images already made from the same inputs."""
     from tqdm import tqdm
 
+    from coemu.io.atomic import remove_stale_temporaries
     from coemu.io.provenance import stored_fingerprint, write_manifest
 
     _same_length(cubes=args.cubes, images=args.images, faceon=args.faceon)
@@ -257,6 +267,9 @@ def cmd_render_many(args: argparse.Namespace) -> None:
     settings = _render_settings(args)
     done = 0
     for cube, image, face in tqdm(list(zip(args.cubes, args.images, faceon, strict=True)), unit="model"):
+        for f in (image, face):
+            if f is not None:
+                remove_stale_temporaries(f)
         wanted = _image_fingerprint(cube, face is not None, settings)
         if all(stored_fingerprint(f) == wanted for f in (image, face) if f is not None):
             log.info("%s: up to date (%s), kept", image, wanted)
@@ -484,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -491,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    # SLURM's time limit and `scancel` send SIGTERM: exit through Python so that the
+    # atomic writers remove their temporary files (training installs its own handler).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         args.func(args)
     except CoemuInputError as err:

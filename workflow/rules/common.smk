@@ -95,6 +95,8 @@ def solver_args():
     return args + (" --compile" if i["compile"] else "")
 
 
+# A LAMDA file given in the config is an input of the image jobs (its edits rerun them).
+LINE_DATAFILE = config["images"]["datafile"] or []
 IMAGE_GPUS = 1 if config["images"]["device"] == "cuda" else 0
 
 
@@ -152,12 +154,16 @@ TRAIN_CPUS_PER_GPU = TRAIN["cpus_per_gpu"] if TRAIN_GPUS else 0
 TRAIN_OMP = TRAIN["cpus_per_gpu"] if TRAIN_GPUS else TRAIN["threads_per_process"]
 
 
+# Settings that size the job, not the model it trains.
+JOB_SIZE_KEYS = ("mem_mb", "cpus_per_gpu", "threads_per_process")
+
+
 def training_json(stage):
-    """The training section for one stage, keys sorted: without the other stage's settings
-    and the job's memory and time limit, so that none of them reruns the stage (a longer
-    time limit resumes it)."""
+    """The training section for one stage, keys sorted: without the other stage's settings,
+    the job's size (JOB_SIZE_KEYS) and time limit, so that none of them reruns the stage
+    (a longer time limit resumes it)."""
     other = "finetune" if stage == "pretrain" else "pretrain"
-    settings = {k: v for k, v in TRAIN.items() if k not in (other, "mem_mb")}
+    settings = {k: v for k, v in TRAIN.items() if k not in (other, *JOB_SIZE_KEYS)}
     settings[stage] = {k: v for k, v in TRAIN[stage].items() if k != "runtime"}
     return shlex.quote(json.dumps(settings, sort_keys=True))
 

@@ -11,6 +11,7 @@ for block in BLOCKS:
             f"images_{block}"
         input:
             cubes=f"results/blocks/cubes/{block}.json",
+            datafile=LINE_DATAFILE,
         output:
             manifest=f"results/blocks/images/{block}.json",
         log:

@@ -18,5 +18,6 @@ rule sphere:
         runtime=30,
     params:
         source=sphere_source_args(),
+        code=CODE["cubes"],
     shell:
         "coemu sphere {output.sphere} {params.source} > {log} 2>&1"

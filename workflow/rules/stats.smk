@@ -16,6 +16,7 @@ rule split:
         runtime=10,
     params:
         split=split_args(),
+        code=CODE["stats"],
     shell:
         "coemu split {input.sphere} {output.split} {params.split} > {log} 2>&1"
 

@@ -43,6 +43,15 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
             tmp_path.unlink()
 
 
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary files a killed writer of ``path`` left beside it (SIGKILL)."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def write_netcdf_atomic(dataset: Any, path: str | Path, **kwargs: Any) -> None:
     """Write an ``xarray.Dataset`` to netCDF4 at ``path`` atomically."""
     with atomic_output(path, suffix=".nc.tmp") as tmp:

@@ -27,14 +27,19 @@ from pathlib import Path
 
 FINGERPRINT_ATTR = "coemu_fingerprint"
 
-# The subpackages of coemu whose code decides each stage's results.
+# The modules and subpackages of coemu whose code decides each stage's results
+# (coemu/cli.py, the argument wiring, is left out on purpose: a new subcommand
+# would otherwise retrain every model).
 STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
-    "cubes": ("hydro", "geometry"),
-    "images": ("rt",),
+    "cubes": ("constants.py", "hydro", "geometry"),
+    "images": ("constants.py", "rt"),
     "stats": ("stats", "data"),
     "training": ("nn", "training", "data"),
-    "evaluation": ("evaluation", "nn", "data", "rt"),
+    "evaluation": ("constants.py", "evaluation", "training", "nn", "data", "rt"),
 }
+
+# Files that count: Python sources (as syntax trees) and the solver's line data.
+_CODE_SUFFIXES = (".py", ".dat")
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,26 +54,32 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+def _stage_files(stage: str) -> list[Path]:
+    files = []
+    for name in STAGE_PACKAGES[stage]:
+        path = _PACKAGE_ROOT / name
+        found = sorted(path.rglob("*")) if path.is_dir() else [path]
+        files += [f for f in found if f.suffix in _CODE_SUFFIXES and "__pycache__" not in f.parts]
+    return files
+
+
 @cache
 def code_digest(stage: str) -> str:
     """16 hex digits identifying the code of ``stage`` (a key of STAGE_PACKAGES).
 
-    The digest covers the syntax tree of every ``*.py`` file of the stage's
-    subpackages (and the solver's shipped data files for ``images``), so
-    comments, docstrings and formatting do not change it.
+    The digest covers every ``*.py`` file of the stage's modules and subpackages,
+    as source regenerated from its syntax tree without docstrings (so comments,
+    docstrings and formatting do not change it), and the solver's shipped line
+    data (``*.dat``) byte for byte.
     """
     h = hashlib.sha256()
-    for package in STAGE_PACKAGES[stage]:
-        folder = _PACKAGE_ROOT / package
-        for path in sorted(folder.rglob("*")):
-            if "__pycache__" in path.parts or not path.is_file():
-                continue
-            h.update(str(path.relative_to(_PACKAGE_ROOT)).encode())
-            if path.suffix == ".py":
-                tree = _strip_docstrings(ast.parse(path.read_text(), str(path)))
-                h.update(ast.dump(tree, include_attributes=False).encode())
-            elif path.suffix != ".pyc":
-                h.update(path.read_bytes())
+    for path in _stage_files(stage):
+        h.update(str(path.relative_to(_PACKAGE_ROOT)).encode())
+        if path.suffix == ".py":
+            tree = _strip_docstrings(ast.parse(path.read_text(), str(path)))
+            h.update(ast.unparse(tree).encode())
+        else:
+            h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -79,9 +90,28 @@ def fingerprint(**parts) -> str:
 
 
 def file_identity(path: str | Path) -> dict:
-    """Size (bytes) and modification time (ns) of ``path``: changes when it is rewritten."""
-    st = os.stat(path)
+    """Size (bytes) and modification time (ns) of ``path``: changes when it is rewritten.
+
+    Raises:
+        CoemuInputError: the file does not exist or cannot be read.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        from coemu.io.errors import CoemuInputError
+
+        raise CoemuInputError(path, None, f"cannot be read ({err.strerror})") from None
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a small file's content (a LAMDA line-data file, say)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as err:
+        from coemu.io.errors import CoemuInputError
+
+        raise CoemuInputError(path, None, f"cannot be read ({err.strerror})") from None
 
 
 def stored_fingerprint(path: str | Path) -> str | None:
