@@ -7,8 +7,8 @@ Side by side in one run:
                installed)
   per-model  : a minimal Snakefile with the previous layout, i.e. what Snakemake costs
                when every model is a job and the fan-in rules list every model's files
-               (one cube job per model, one image job per block of 200, stats and two
-               training rules on 80-90 % of the models' files; `touch` rules only)
+               (one cube job per model, one image job per block of 200, `all` and stats
+               and two training rules on the models' files; `touch` rules only)
 
 Usage: python bench/dag.py [--repeat 2]   (run from the repository root)
 Target: `snakemake -n --configfile config/paper.yaml` within 15 s on a 2-core machine.
@@ -32,7 +32,11 @@ TRAIN = MODELS[: 8722]
 FIT = MODELS[: 9812]
 BLOCKS = {f"b{k // 200:04d}": MODELS[k : k + 200] for k in range(0, len(MODELS), 200)}
 rule all:
-    input: "results/stats.json", "results/pretrain.pt", "results/finetune.pt"
+    input:
+        "results/stats.json",
+        "results/pretrain.pt",
+        "results/finetune.pt",
+        expand("results/images/{m}.nc", m=MODELS),
 rule sphere:
     output: "results/sphere.json"
     shell: "touch {output}"
