@@ -61,6 +61,24 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     raise AssertionError(f"no job table in:\n{out}")
 
 
+def write_models(folder: Path, indices) -> Path:
+    """Small synthetic hydro-model files ``wind{i}.nc`` (seed 3) in ``folder``."""
+    for i in indices:
+        run_cli(
+            "hydro",
+            folder / f"wind{i}.nc",
+            "--index",
+            str(i),
+            "--seed",
+            "3",
+            "--n-base",
+            "12",
+            "--levels",
+            "3",
+        )
+    return folder
+
+
 def mtimes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.nc")}
 
@@ -168,20 +186,7 @@ def test_added_models_compute_only_the_new_models(finished_run, tmp_path):
 
 
 def test_directory_source(workdir):
-    models = workdir / "models"
-    for i in (2, 5, 7):
-        run_cli(
-            "hydro",
-            models / f"wind{i}.nc",
-            "--index",
-            str(i),
-            "--seed",
-            "3",
-            "--n-base",
-            "12",
-            "--levels",
-            "3",
-        )
+    models = write_models(workdir / "models", (2, 5, 7))
     (workdir / "dir.yaml").write_text(
         f"seed: 3\nmodels: {{source: directory, directory: {models}}}\n"
         "cubes: {rotations: 2, box_cells: 32, grid: 16}\n"
@@ -251,20 +256,7 @@ def test_paper_config_lists_every_block_job(workdir):
 def test_failed_block_leaves_no_partial_output_and_a_rerun_recovers(workdir):
     """A corrupt model: the job fails with the file named in its log, no manifest and no
     half-written file are left, and the models made before the failure are kept."""
-    models = workdir / "models"
-    for i in (2, 5):
-        run_cli(
-            "hydro",
-            models / f"wind{i}.nc",
-            "--index",
-            str(i),
-            "--seed",
-            "3",
-            "--n-base",
-            "12",
-            "--levels",
-            "3",
-        )
+    models = write_models(workdir / "models", (2, 5))
     good = (models / "wind5.nc").read_bytes()
     with xr.open_dataset(models / "wind5.nc") as ds:  # NaN: the sphere job (positions) reads it,
         bad = ds.load()  # the cube job refuses it

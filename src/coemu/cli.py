@@ -120,7 +120,15 @@ def _cube_fingerprint(model_id: str, input_path: Path | None, radius: float, arg
     )
 
 
-def _make_cube_file(model_id: str | None, input_path: Path | None, output: Path, radius: float, args) -> None:
+def _make_cube_file(
+    model_id: str | None,
+    input_path: Path | None,
+    output: Path,
+    radius: float,
+    args: argparse.Namespace,
+    fingerprint: str | None = None,
+) -> None:
+    """Make one cube file; ``fingerprint`` (its _cube_fingerprint) when the caller has it already."""
     from coemu.geometry.cube import make_cubes
     from coemu.io.atomic import write_netcdf_atomic
     from coemu.io.provenance import FINGERPRINT_ATTR
@@ -137,7 +145,7 @@ def _make_cube_file(model_id: str | None, input_path: Path | None, output: Path,
         grid=args.grid,
         progress=args.progress,
     )
-    cubes.attrs[FINGERPRINT_ATTR] = _cube_fingerprint(model.name, input_path, radius, args)
+    cubes.attrs[FINGERPRINT_ATTR] = fingerprint or _cube_fingerprint(model.name, input_path, radius, args)
     t2 = time.perf_counter()
     write_netcdf_atomic(cubes, output)
     log.info(
@@ -185,7 +193,7 @@ def cmd_cubes_many(args: argparse.Namespace) -> None:
         if stored_fingerprint(output) == wanted:
             log.info("%s: up to date (%s), kept", output, wanted)
             continue
-        _make_cube_file(model_id, input_path, output, radius, args)
+        _make_cube_file(model_id, input_path, output, radius, args, fingerprint=wanted)
         done += 1
     files = {m: {"cube": o} for m, o in zip(args.models, args.outputs, strict=True)}
     write_manifest(args.manifest, args.manifest.stem, files)
@@ -229,12 +237,15 @@ def _image_fingerprint(cube: Path, faceon: bool, settings) -> str:
     )
 
 
-def _render_one(cube: Path, image: Path, faceon: Path | None, settings) -> None:
+def _render_one(
+    cube: Path, image: Path, faceon: Path | None, settings, fingerprint: str | None = None
+) -> None:
+    """Render one cube file; ``fingerprint`` (its _image_fingerprint) when the caller has it already."""
     from coemu.io.provenance import FINGERPRINT_ATTR
     from coemu.rt.render import render_file
 
     t0 = time.perf_counter()
-    attrs = {FINGERPRINT_ATTR: _image_fingerprint(cube, faceon is not None, settings)}
+    attrs = {FINGERPRINT_ATTR: fingerprint or _image_fingerprint(cube, faceon is not None, settings)}
     images = render_file(cube, image, settings, faceon_path=faceon, attrs=attrs)
     seconds = time.perf_counter() - t0
     n = images.sizes["rotation"]
@@ -274,7 +285,7 @@ def cmd_render_many(args: argparse.Namespace) -> None:
         if all(stored_fingerprint(f) == wanted for f in (image, face) if f is not None):
             log.info("%s: up to date (%s), kept", image, wanted)
             continue
-        _render_one(cube, image, face, settings)
+        _render_one(cube, image, face, settings, fingerprint=wanted)
         done += 1
     log.info("%d of %d models rendered, %d kept", done, len(args.cubes), len(args.cubes) - done)
     if args.manifest is not None:
@@ -364,6 +375,14 @@ def cmd_timing(args: argparse.Namespace) -> None:
     )
 
 
+def _add_cube_options(p: argparse.ArgumentParser) -> None:
+    _add_synthetic_options(p)
+    p.add_argument("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
+    p.add_argument("--rotations", type=int, default=200, help="viewing directions, 0 = face-on")
+    p.add_argument("--box-cells", type=int, default=128, help="cells across the sphere's box")
+    p.add_argument("--grid", type=int, default=64, help="central cells kept per axis")
+
+
 def _add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=7, help="frequency channels (default 7)")
     p.add_argument("--spacing", type=float, default=300.0, help="channel spacing, m/s (default 300)")
@@ -403,11 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="model id (synthetic: m + index, e.g. m00042)")
     p.add_argument("--synthetic", action="store_true", help="generate synthetic model --model")
-    _add_synthetic_options(p)
-    p.add_argument("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
-    p.add_argument("--rotations", type=int, default=200, help="viewing directions, 0 = face-on")
-    p.add_argument("--box-cells", type=int, default=128, help="cells across the sphere's box")
-    p.add_argument("--grid", type=int, default=64, help="central cells kept per axis")
+    _add_cube_options(p)
     p.add_argument("--progress", action="store_true", help="tqdm bar over rotations")
     p.set_defaults(func=cmd_cubes)
 
@@ -417,11 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", type=Path, nargs="+", help="model files, one per model (not with --synthetic)")
     p.add_argument("--manifest", type=Path, required=True, help="block manifest (JSON) written last")
     p.add_argument("--synthetic", action="store_true", help="generate the synthetic models --models")
-    _add_synthetic_options(p)
-    p.add_argument("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
-    p.add_argument("--rotations", type=int, default=200, help="viewing directions, 0 = face-on")
-    p.add_argument("--box-cells", type=int, default=128, help="cells across the sphere's box")
-    p.add_argument("--grid", type=int, default=64, help="central cells kept per axis")
+    _add_cube_options(p)
     p.add_argument("--progress", action="store_true", help="tqdm bar over models")
     p.set_defaults(func=cmd_cubes_many)
     p = sub.add_parser("render", help="LTE line images of every rotation of a cube file")
