@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A real single-node SLURM on this machine, for the `slurm` tests (CI) and for trying
 # profiles/slurm on a workstation: Debian's slurm-wlm and munge, one node with this
-# machine's cores and memory, one partition `debug`, no accounting daemon (so job states
-# come from squeue; MinJobAge keeps finished jobs there long enough).
+# machine's cores and memory, two partitions on it (`debug`, the default, and `gpu`, a
+# second one with no GPUs, where the tests send jobs with --set-resources RULE:slurm_partition=gpu),
+# no accounting daemon (so job states come from squeue; MinJobAge keeps finished jobs
+# there long enough).
 # Run as root. Idempotent: installs what is missing, (re)starts what is not running,
 # then waits until the node is idle.
 # Usage: bash scripts/slurm-local.sh [start|stop|status]
@@ -44,6 +46,7 @@ if [ -s /etc/slurm/slurm.conf ] && ! grep -q "^$marker" /etc/slurm/slurm.conf; t
   exit 1
 fi
 # Jobs only see the configuration at /etc/slurm/slurm.conf (not a SLURM_CONF elsewhere).
+old_conf=$(cat /etc/slurm/slurm.conf 2>/dev/null || true)
 cat > /etc/slurm/slurm.conf <<EOF
 $marker: single-node SLURM for tests.
 ClusterName=coemu-local
@@ -73,6 +76,7 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=$host Default=NO MaxTime=INFINITE State=UP
 EOF
 
 # munge: a key, its directories owned by the munge user, the daemon run as that user.
@@ -89,13 +93,18 @@ if ! pgrep -x munged >/dev/null; then
 fi
 munge -n | unmunge >/dev/null
 
-pgrep -x slurmctld >/dev/null || slurmctld
+if pgrep -x slurmctld >/dev/null; then
+  # running already: a changed configuration (a new partition) is read again
+  [ "$old_conf" = "$(cat /etc/slurm/slurm.conf)" ] || scontrol reconfigure
+else
+  slurmctld
+fi
 pgrep -x slurmd >/dev/null || slurmd
 
 for _ in $(seq 60); do
   state=$(sinfo -h -n "$host" -o %T 2>/dev/null || true)
   case $state in
-    idle*|mixed*|allocated*) echo "SLURM ready: node $host ($cpus CPUs, $mem_mb MB), partition debug"; exit 0 ;;
+    idle*|mixed*|allocated*) echo "SLURM ready: node $host ($cpus CPUs, $mem_mb MB), partitions debug (default) and gpu"; exit 0 ;;
     down*|drain*) scontrol update nodename="$host" state=resume 2>/dev/null || true ;;
   esac
   sleep 1

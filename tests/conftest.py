@@ -98,6 +98,11 @@ def small_results(tmp_path_factory):
             ds.to_netcdf(root / folder / f"{m}.nc")
         cubes.append(cube)
         images.append(intensity)
+    from coemu.io.blocks import write_manifest
+
+    kinds = {"cube": "cubes", "image": "images", "faceon": "faceon"}
+    files = {m: {kind: root / folder / f"{m}.nc" for kind, folder in kinds.items()} for m in models}
+    write_manifest(root / "blocks" / "images" / "b0000.json", "b0000", files)  # as an image job writes it
     split = {"train": models[:6], "validation": models[6:7], "test": models[7:]}
     (root / "split.json").write_text(json.dumps(split))
     floors = {"number_density_co": 1.0, "intensity": DEFAULT_INTENSITY_FLOOR}
@@ -109,3 +114,12 @@ def small_results(tmp_path_factory):
     (root / "stats").mkdir()
     (root / "stats" / "global.json").write_text(json.dumps(stats, default=float))
     return root
+
+
+def trained_inputs(root: Path) -> dict:
+    """What the rules give training, evaluation and timing for a results folder like ``small_results``."""
+    return {
+        "split": root / "split.json",
+        "stats": root / "stats" / "global.json",
+        "manifests": sorted((root / "blocks" / "images").glob("*.json")),
+    }

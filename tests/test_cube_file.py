@@ -14,7 +14,7 @@ SMALL = ["--rotations", "3", "--box-cells", "32", "--grid", "16"]
 @pytest.fixture()
 def sphere_json(tmp_path, model_nc):
     out = tmp_path / "sphere.json"
-    run_cli("sphere", out, "--directory", model_nc.parent)
+    run_cli("sphere", out, "--source", "directory", "--directory", model_nc.parent)
     return out
 
 
@@ -30,7 +30,7 @@ def test_sphere_synthetic_matches_generated_points(tmp_path):
     from coemu.hydro.synthetic import synthetic_model
 
     out = tmp_path / "sphere.json"
-    run_cli("sphere", out, "--synthetic-count", "4", "--seed", "8")
+    run_cli("sphere", out, "--count", "4", "--seed", "8")
     summary = json.loads(out.read_text())
     radii = [Extent.of_points(synthetic_model(8, i, n_base=8, levels=2).position).radius for i in range(4)]
     assert summary["radius"] == pytest.approx(min(radii), rel=1e-12)
@@ -91,7 +91,7 @@ def test_cube_file_follows_the_contract(tmp_path, model_nc, sphere_json):
 
 def test_synthetic_cubes_are_reproducible(tmp_path):
     sphere = tmp_path / "sphere.json"
-    run_cli("sphere", sphere, "--synthetic-count", "3", "--seed", "4")
+    run_cli("sphere", sphere, "--count", "3", "--seed", "4")
     outs = []
     for name in ("a.nc", "b.nc"):
         outs.append(tmp_path / name)
@@ -176,7 +176,7 @@ def test_sphere_larger_than_the_model_is_refused(tmp_path, model_nc):
 def test_cubes_many_makes_only_what_it_lacks(tmp_path):
     """A cube block rerun keeps the cubes made from the same model, radius and settings."""
     sphere = tmp_path / "sphere.json"
-    run_cli("sphere", sphere, "--synthetic-count", "3", "--seed", "3")
+    run_cli("sphere", sphere, "--count", "3", "--seed", "3")
     ids = ["m00000", "m00001", "m00002"]
     outs = [tmp_path / "cubes" / f"{m}.nc" for m in ids]
     manifest = tmp_path / "blocks" / "b0000.json"

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import trained_inputs
 
 from coemu.evaluation.metrics import maxrel_percent, ssim, zncc
 
@@ -68,11 +69,13 @@ def test_evaluate_writes_metrics_samples_and_figures(small_results, tmp_path):
     import xarray as xr
 
     from coemu.evaluation.evaluate import evaluate
+    from coemu.settings import section
     from coemu.training.loop import train
     from tests.test_training import SETTINGS
 
-    model = train("finetune", small_results, tmp_path / "train", SETTINGS, progress=False)
-    summary = evaluate("finetune", small_results, model, tmp_path / "eval")
+    inputs = trained_inputs(small_results)
+    model = train("finetune", **inputs, out_dir=tmp_path / "train", settings=SETTINGS, progress=False)
+    summary = evaluate("finetune", model, *inputs.values(), tmp_path / "eval", section("evaluation"))
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["n_samples"] == 3 == summary["n_samples"]  # 1 test model x 3 rotations
     for key in ("maxrel_percent_median", "zncc_mean", "ssim_mean", "maxrel_percent_p95", "ssim_p5"):
@@ -98,13 +101,13 @@ def test_timing_writes_like_with_like_rows(small_results, tmp_path):
         "pretrain": {**SETTINGS["pretrain"], "epochs": 1},
         "finetune": {**SETTINGS["finetune"], "epochs": 1},
     }
+    inputs = trained_inputs(small_results)
     models = [
-        train(stage, small_results, tmp_path / stage, short, progress=False)
+        train(stage, **inputs, out_dir=tmp_path / stage, settings=short, progress=False)
         for stage in ("pretrain", "finetune")
     ]
-    rows = run_timing(
-        small_results, models, tmp_path / "timing", repeats=2, large_batch=4, devices=["cpu"], pomme=False
-    )
+    settings = {"device": "cpu", "repeats": 2, "large_batch": 4, "pomme": False}
+    rows = run_timing(models, *inputs.values(), tmp_path / "timing", settings)
     with open(tmp_path / "timing" / "timing.csv") as f:
         saved = list(csv.DictReader(f))
     assert len(saved) == len(rows) == 2 * (1 + 2 * 2)  # per channel count: solver, 2 emulators x 2 batches
@@ -125,13 +128,16 @@ def test_evaluate_names_a_missing_or_unusable_statistics_file(small_results, tmp
 
     from coemu.evaluation.evaluate import evaluate
     from coemu.io.errors import CoemuInputError
+    from coemu.settings import section
 
     results = tmp_path / "results"
     shutil.copytree(small_results, results)
+    inputs = trained_inputs(results)
     (results / "stats" / "global.json").write_text('{"cubes": {}}')
+    args = ("finetune", tmp_path / "model.pt", *inputs.values(), tmp_path / "eval", section("evaluation"))
     with pytest.raises(CoemuInputError, match="global.json: no usable preprocessing constants"):
-        evaluate("finetune", results, tmp_path / "model.pt", tmp_path / "eval")
+        evaluate(*args)
     (results / "stats" / "global.json").unlink()
     with pytest.raises(CoemuInputError, match="global.json: cannot be read"):
-        evaluate("finetune", results, tmp_path / "model.pt", tmp_path / "eval")
+        evaluate(*args)
     assert not (tmp_path / "eval").exists()

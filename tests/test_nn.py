@@ -91,3 +91,32 @@ def test_small_model_overfits_a_handful_of_samples():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 10
+
+
+def test_the_model_keeps_its_arguments_and_loads_itself_from_a_model_file(tmp_path):
+    from coemu.io.errors import CoemuInputError
+    from coemu.nn import Emulator
+    from coemu.training import checkpoint
+
+    torch.manual_seed(0)
+    model = COEmuNet(n_freq=3, **SMALL).eval()
+    assert model.kwargs == {"n_freq": 3, **SMALL, "widths": [4, 4, 8]}
+    assert COEmuNet(**model.kwargs).kwargs == model.kwargs  # the same architecture again
+    checkpoint.save(tmp_path / "model.pt", model.model_file(run={"note": "test"}))
+    loaded = COEmuNet.from_checkpoint(tmp_path / "model.pt")
+    assert type(loaded) is COEmuNet and loaded.kwargs == model.kwargs and not loaded.training
+    x = torch.randn(2, 3, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert type(Emulator.from_checkpoint(tmp_path / "model.pt")) is COEmuNet
+    # not a model file; weights of another architecture; an unknown kind
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(CoemuInputError, match="other.pt: not a coemu model file"):
+        COEmuNet.from_checkpoint(tmp_path / "other.pt")
+    wrong = model.model_file() | {"kwargs": {**model.kwargs, "latent": 32}}
+    torch.save(wrong, tmp_path / "wrong.pt")
+    with pytest.raises(CoemuInputError, match="wrong.pt: variable 'model': weights do not fit a coemunet"):
+        COEmuNet.from_checkpoint(tmp_path / "wrong.pt")
+    torch.save(model.model_file() | {"kind": "fno"}, tmp_path / "fno.pt")
+    with pytest.raises(CoemuInputError, match="unknown emulator kind 'fno'"):
+        Emulator.from_checkpoint(tmp_path / "fno.pt")

@@ -14,7 +14,7 @@ from conftest import run_cli
 def cube_nc(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("render")
     sphere = tmp / "sphere.json"
-    run_cli("sphere", sphere, "--synthetic-count", "2", "--seed", "5")
+    run_cli("sphere", sphere, "--count", "2", "--seed", "5")
     out = tmp / "m00001.nc"
     run_cli(
         "cubes",

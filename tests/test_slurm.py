@@ -49,36 +49,71 @@ def slurm_jobs(output: str) -> dict[str, list[str]]:
 
 
 def job_info(jobid: str) -> dict[str, str]:
-    """State, CPUs, memory and time limit of a (finished) SLURM job, from squeue."""
+    """State, CPUs, memory, time limit and partition of a (finished) SLURM job, from squeue."""
     out = subprocess.run(
-        ["squeue", "-h", "-t", "all", "-j", jobid, "-o", "%T|%C|%m|%l"],
+        ["squeue", "-h", "-t", "all", "-j", jobid, "-o", "%T|%C|%m|%l|%P"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    state, cpus, mem, limit = out.split("|")
-    return {"state": state, "cpus": cpus, "mem": mem, "limit": limit}
+    state, cpus, mem, limit, partition = out.split("|")
+    return {"state": state, "cpus": cpus, "mem": mem, "limit": limit, "partition": partition}
 
 
-def test_default_pipeline_through_the_slurm_profile(tmp_path):
-    """`snakemake --profile profiles/slurm`: every job but `all` goes through sbatch."""
-    workdir = copy_workflow(tmp_path)
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory):
+    """The default pipeline run once through `snakemake --profile profiles/slurm`."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm-run"))
     proc = snakemake(workdir, "--profile", "profiles/slurm", *SITE)
-    jobs = slurm_jobs(proc.stdout + proc.stderr)
-    expected = {"sphere", "split", "stats", "pretrain", "finetune", "evaluate", "timing"}
-    expected |= {f"{kind}_b000{k}" for kind in ("cubes", "images") for k in range(3)}
+    return workdir, proc.stdout + proc.stderr
+
+
+def test_default_pipeline_through_the_slurm_profile(slurm_run):
+    """`snakemake --profile profiles/slurm`: every job but `all` goes through sbatch."""
+    workdir, output = slurm_run
+    jobs = slurm_jobs(output)
+    expected = {"sphere", "cubes", "images", "split", "stats", "pretrain", "finetune", "evaluate", "timing"}
     assert set(jobs) == expected and len(jobs["evaluate"]) == 2
+    assert len(jobs["cubes"]) == len(jobs["images"]) == 3  # 12 models, 4 per job
     infos = {rule: job_info(ids[0]) for rule, ids in jobs.items()}
     assert {info["state"] for info in infos.values()} == {"COMPLETED"}
-    # the rules' resources became the jobs' requests
-    assert infos["pretrain"] == {"state": "COMPLETED", "cpus": "2", "mem": "4000M", "limit": "30:00"}
-    assert infos["cubes_b0000"]["cpus"] == "1" and infos["images_b0000"]["cpus"] == "2"
+    # the rules' resources became the jobs' requests, in the default partition
+    assert infos["pretrain"] == {
+        "state": "COMPLETED",
+        "cpus": "2",
+        "mem": "4000M",
+        "limit": "30:00",
+        "partition": "debug",
+    }
+    assert infos["cubes"]["cpus"] == "1" and infos["images"]["cpus"] == "2"
     # and the outputs are those of a local run
     metrics = json.loads((workdir / "results/evaluation/finetune/metrics.json").read_text())
     assert metrics["n_samples"] == 4
     assert sorted(p.stem for p in (workdir / "results/images").glob("*.nc")) == [
         f"m{i:05d}" for i in range(12)
     ]
+    assert planned_jobs(workdir) == {}
+
+
+def test_set_resources_and_forcerun_address_a_stage(slurm_run):
+    """The README's way to send a stage to another partition, with a forced rerun of that
+    stage: every image job in partition gpu, then what follows them; no cube job."""
+    workdir, _ = slurm_run
+    proc = snakemake(
+        workdir,
+        "--profile",
+        "profiles/slurm",
+        *SITE,
+        "--forcerun",
+        "images",
+        "--set-resources",
+        "images:slurm_partition=gpu",
+    )
+    jobs = slurm_jobs(proc.stdout + proc.stderr)
+    assert set(jobs) == {"images", "stats", "pretrain", "finetune", "evaluate", "timing"}
+    assert len(jobs["images"]) == 3
+    assert {job_info(i)["partition"] for i in jobs["images"]} == {"gpu"}
+    assert {job_info(ids[0])["partition"] for rule, ids in jobs.items() if rule != "images"} == {"debug"}
     assert planned_jobs(workdir) == {}
 
 
@@ -94,7 +129,7 @@ def test_profile_by_name_from_the_user_config_directory(tmp_path):
     out = proc.stdout + proc.stderr
     assert "Using profiles slurm" in out or "Using profile slurm" in out
     jobs = slurm_jobs(out)
-    assert set(jobs) == {"sphere", "cubes_b0000"}
+    assert set(jobs) == {"sphere", "cubes"}
     assert all(job_info(ids[0])["state"] == "COMPLETED" for ids in jobs.values())
     assert len(list((workdir / "results/cubes").glob("*.nc"))) == 4
 

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from coemu.data.variables import DEFAULT_INTENSITY_FLOOR, INPUT_VARIABLES, transformed_values
+from coemu.io.blocks import write_manifest
 from coemu.io.errors import CoemuInputError
 from coemu.stats.cluster import dask_client
 from coemu.stats.global_stats import global_statistics
@@ -157,18 +158,11 @@ def test_cli_split_then_stats_of_the_training_models(tmp_path, dataset):
     parts = json.loads(split.read_text())
     assert parts["counts"] == {"train": 3, "validation": 1, "test": 1}
     out = tmp_path / "stats" / "global.json"
-    dask = json.dumps({"workers": 2, "threads_per_worker": 1, "memory_limit": "1GiB"})
-    proc = run_cli(
-        "stats",
-        split,
-        out,
-        "--cubes-dir",
-        folder / "cubes",
-        "--images-dir",
-        folder / "images",
-        "--dask",
-        dask,
-    )
+    manifest = tmp_path / "blocks" / "b0000.json"
+    files = {n: {"cube": folder / "cubes" / f"{n}.nc", "image": folder / "images" / f"{n}.nc"} for n in names}
+    write_manifest(manifest, "b0000", files)
+    dask = ["--workers", "2", "--threads-per-worker", "1", "--memory-limit", "1GiB"]
+    proc = run_cli("stats", split, out, "--manifests", manifest, *dask)
     assert "dashboard" in proc.stderr
     stats = json.loads(out.read_text())
     assert stats["models"] == parts["train"] and stats["subset"] == "train"
@@ -188,18 +182,7 @@ def test_cli_split_then_stats_of_the_training_models(tmp_path, dataset):
     (folder / "images" / f"{parts['train'][0]}.nc").rename(tmp_path / "moved.nc")
     try:
         before = out.read_bytes()
-        proc = run_cli(
-            "stats",
-            split,
-            out,
-            "--images-dir",
-            folder / "images",
-            "--cubes-dir",
-            folder / "cubes",
-            "--dask",
-            dask,
-            check=False,
-        )
+        proc = run_cli("stats", split, out, "--manifests", manifest, *dask, check=False)
     finally:
         (tmp_path / "moved.nc").rename(folder / "images" / f"{parts['train'][0]}.nc")
     assert proc.returncode == 2

@@ -12,6 +12,7 @@ import time
 
 import pytest
 import torch
+from conftest import trained_inputs
 
 from coemu.training.loop import EXIT_PREEMPTED
 
@@ -54,6 +55,7 @@ def torchrun(results, out, stage, nproc=2, extra=(), wait=True, settings=SETTING
         "--signals-to-handle",
         "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
     ]
+    inputs = trained_inputs(results)
     cmd = [
         sys.executable,
         *(launch if launcher else []),
@@ -62,12 +64,16 @@ def torchrun(results, out, stage, nproc=2, extra=(), wait=True, settings=SETTING
         "train",
         "--stage",
         stage,
-        "--results",
-        str(results),
+        "--split",
+        str(inputs["split"]),
+        "--stats",
+        str(inputs["stats"]),
+        "--manifests",
+        *map(str, inputs["manifests"]),
         "--out",
         str(out),
-        "--settings",
-        json.dumps(settings),
+        "--config",
+        json.dumps({"training": settings}),
         "--no-progress",
         *extra,
     ]

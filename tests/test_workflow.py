@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,9 +137,22 @@ def test_default_config_end_to_end(finished_run):
 def test_changed_solver_setting_reruns_images_and_after_but_no_cube(finished_run):
     (finished_run / "solver.yaml").write_text("images: {v_turbulence: 150.0}\n")
     jobs = planned_jobs(finished_run, "--configfile", "solver.yaml")
-    images = {f"images_b000{k}": 1 for k in range(3)}
     after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
-    assert jobs == images | after
+    assert jobs == {"images": 3} | after
+
+
+def test_forcerun_and_until_name_the_stage(finished_run):
+    """One rule per stage: `--forcerun images` reruns the image jobs and what follows, no
+    cube job; `--until images` stops after them."""
+    after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
+    assert planned_jobs(finished_run, "--forcerun", "images") == {"images": 3} | after
+    assert planned_jobs(finished_run, "--forcerun", "pretrain", "--until", "finetune") == {
+        "pretrain": 1,
+        "finetune": 1,
+    }
+    (finished_run.parent / "fresh").mkdir()
+    fresh = copy_workflow(finished_run.parent / "fresh")
+    assert planned_jobs(fresh, "--until", "images") == {"sphere": 1, "cubes": 3, "images": 3}
 
 
 def test_changed_training_setting_reruns_that_training_and_evaluation_only(finished_run):
@@ -165,7 +179,7 @@ def test_added_models_compute_only_the_new_models(finished_run, tmp_path):
     fan_in = {"split": 1, "stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
 
     (workdir / "more.yaml").write_text("models: {count: 14}\n")  # 12 -> 14: new block b0003
-    blocks = {f"{kind}_b000{k}": 1 for kind in ("cubes", "images") for k in range(4)}
+    blocks = {"cubes": 4, "images": 4}
     assert planned_jobs(workdir, "--configfile", "more.yaml") == {"sphere": 1} | blocks | fan_in
     blocks_done = [f"results/blocks/images/b000{k}.json" for k in range(4)]
     snakemake(workdir, *blocks_done, "--cores", "2", "--configfile", "more.yaml")
@@ -224,33 +238,58 @@ def test_invalid_config_fails_before_any_job(workdir):
     assert not (workdir / "results").exists()
 
 
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ("split: {train: 0.9}\n", "config key 'split': train + validation + test = 1.1"),
+        ("training: {processes: 3}\n", "config key 'training.pretrain.batch_size': 4 is not divisible"),
+        ("training: {gpus: 1}\n", "config key 'training.gpus': asks for 1 GPUs, but training.device is cpu"),
+    ],
+)
+def test_inconsistent_settings_fail_before_any_job(workdir, bad, key):
+    (workdir / "bad.yaml").write_text(bad)
+    proc = snakemake(workdir, "--cores", "1", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0 and key in proc.stdout + proc.stderr
+    assert not (workdir / "results").exists()
+
+
 def test_unknown_config_key_is_refused(workdir):
     (workdir / "bad.yaml").write_text("cubes: {rotation: 3}\n")
     proc = snakemake(workdir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0 and "rotation" in proc.stdout + proc.stderr
 
 
+STAGES = ["sphere", "cubes", "images", "split", "stats", "pretrain", "finetune", "evaluate", "timing", "all"]
+
+
 def test_paper_config_lists_every_block_job(workdir):
-    """The whole paper-scale DAG: 10,903 models in 55 cube and 55 image jobs of 200 models."""
+    """The whole paper-scale DAG: 10,903 models in 55 cube and 55 image jobs of 200 models,
+    one rule per stage."""
     jobs = planned_jobs(workdir, "--configfile", "config/paper.yaml")
-    assert sum(n for rule, n in jobs.items() if rule.startswith("cubes_b")) == 55
-    assert sum(n for rule, n in jobs.items() if rule.startswith("images_b")) == 55
-    assert {
-        k: jobs[k] for k in ("sphere", "split", "stats", "pretrain", "finetune", "evaluate", "timing")
-    } == {
+    assert jobs == {
         "sphere": 1,
+        "cubes": 55,
+        "images": 55,
         "split": 1,
         "stats": 1,
         "pretrain": 1,
         "finetune": 1,
         "evaluate": 2,
         "timing": 1,
+        "all": 1,
     }
     summary = snakemake(workdir, "--summary", "--configfile", "config/paper.yaml").stdout.splitlines()
     manifests = [line for line in summary if line.startswith("results/blocks/cubes/")]
-    assert len(manifests) == 55 and all("\tcubes_b" in line for line in manifests)
+    assert len(manifests) == 55 and all(line.split("\t")[2] == "cubes" for line in manifests)
     rulegraph = snakemake(workdir, "--rulegraph", "--configfile", "config/paper.yaml").stdout
-    assert rulegraph.lstrip().startswith("digraph") and "images_b0054" in rulegraph
+    labels = sorted(re.findall(r'label = "([A-Za-z_]+)"', rulegraph))
+    assert rulegraph.lstrip().startswith("digraph") and labels == sorted(STAGES)
+    for per_job in (1, 200):  # the rules do not depend on the block size
+        (workdir / "per_job.yaml").write_text(f"models: {{per_job: {per_job}}}\n")
+        listed = snakemake(
+            workdir, "--list-rules", "--configfile", "config/paper.yaml", "per_job.yaml"
+        ).stdout.split()
+        assert sorted(listed) == sorted(STAGES)
 
 
 def test_failed_block_leaves_no_partial_output_and_a_rerun_recovers(workdir):

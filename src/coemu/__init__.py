@@ -1,7 +1,8 @@
 """COEmu: a workflow-managed reproduction of the COEmuNet CO line emulator.
 
-Stages (see ``shared/DESIGN.md``): hydro models -> rotated cubes -> images ->
-global statistics -> training -> evaluation. Units are SI everywhere.
+Stages: hydro models -> rotated cubes -> images -> global statistics ->
+training -> evaluation. Units are SI everywhere. The data contracts and the
+design notes are in the repository's ``docs/contracts.md`` and ``docs/design.md``.
 """
 
 __version__ = "0.1.0"

@@ -39,19 +39,22 @@ rule evaluate:
         "logs/evaluation/{stage}.log",
     benchmark:
         "benchmarks/evaluation/{stage}.tsv"
-    wildcard_constraints:
-        stage="pretrain|finetune",
     conda:
         "../../envs/coemu.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=EVALUATION_GPUS,
+        cpus_per_gpu=2 * EVALUATION_GPUS,
     params:
+        out=lambda w, output: os.path.dirname(output.metrics),
+        config=stage_config("evaluation"),
         code=CODE["evaluation"],
     shell:
-        "OMP_NUM_THREADS={threads} coemu evaluate --stage {wildcards.stage} --results results"
-        " --model {input.model} --out results/evaluation/{wildcards.stage} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} coemu evaluate --stage {wildcards.stage} --model {input.model:q}"
+        " --split {input.split:q} --stats {input.stats:q} --manifests {input.blocks:q}"
+        " --out {params.out:q} --config {params.config:q} > {log:q} 2>&1"
 
 
 rule timing:
@@ -80,8 +83,10 @@ rule timing:
         gpu=TIMING_GPUS,
         cpus_per_gpu=2 * TIMING_GPUS,
     params:
-        timing=TIMING_ARGS,
+        out=lambda w, output: os.path.dirname(output.csv),
+        config=stage_config("timing"),
         code=CODE["evaluation"],
     shell:
-        "OMP_NUM_THREADS={threads} coemu timing --results results --models {input.models}"
-        " --out results/timing {params.timing} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} coemu timing --models {input.models:q} --split {input.split:q}"
+        " --stats {input.stats:q} --manifests {input.blocks:q} --out {params.out:q}"
+        " --config {params.config:q} > {log:q} 2>&1"

@@ -17,7 +17,7 @@ rule sphere:
         mem_mb=2000,
         runtime=30,
     params:
-        source=sphere_source_args(),
+        config=stage_config("sphere"),
         code=CODE["cubes"],
     shell:
-        "coemu sphere {output.sphere} {params.source} > {log} 2>&1"
+        "coemu sphere {output.sphere:q} --config {params.config:q} > {log:q} 2>&1"

@@ -15,10 +15,10 @@ rule split:
         mem_mb=1000,
         runtime=10,
     params:
-        split=split_args(),
+        config=stage_config("split"),
         code=CODE["stats"],
     shell:
-        "coemu split {input.sphere} {output.split} {params.split} > {log} 2>&1"
+        "coemu split {input.sphere:q} {output.split:q} --config {params.config:q} > {log:q} 2>&1"
 
 
 rule stats:
@@ -38,8 +38,8 @@ rule stats:
         mem_mb=DASK_MEM_MB,
         runtime=120,
     params:
-        dask=DASK_JSON,
-        floors=PREPROCESSING_ARGS,
+        config=stage_config("stats"),
         code=CODE["stats"],
     shell:
-        "coemu stats {input.split} {output.stats} --dask {params.dask} {params.floors} > {log} 2>&1"
+        "coemu stats {input.split:q} {output.stats:q} --manifests {input.blocks:q}"
+        " --config {params.config:q} > {log:q} 2>&1"

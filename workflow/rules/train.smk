@@ -23,16 +23,16 @@ rule pretrain:
         gpu=TRAIN_GPUS,
         cpus_per_gpu=TRAIN_CPUS_PER_GPU,
     params:
+        stage="pretrain",
+        init=[],
+        out=lambda w, output: os.path.dirname(output.model),
         nproc=TRAIN_NPROC,
         omp=TRAIN_OMP,
-        settings=training_json("pretrain"),
+        config=stage_config("pretrain"),
         signals=TORCHRUN_SIGNALS,
         code=CODE["training"],
     shell:
-        "OMP_NUM_THREADS={params.omp} torchrun --standalone --nproc-per-node {params.nproc}"
-        " --signals-to-handle {params.signals}"
-        " --no-python coemu train --stage pretrain --results results --out results/train/pretrain"
-        " --settings {params.settings} --no-progress > {log} 2>&1"
+        TRAIN_SHELL
 
 
 rule finetune:
@@ -56,13 +56,13 @@ rule finetune:
         gpu=TRAIN_GPUS,
         cpus_per_gpu=TRAIN_CPUS_PER_GPU,
     params:
+        stage="finetune",
+        init=lambda w, input: ["--init", input.pretrained],
+        out=lambda w, output: os.path.dirname(output.model),
         nproc=TRAIN_NPROC,
         omp=TRAIN_OMP,
-        settings=training_json("finetune"),
+        config=stage_config("finetune"),
         signals=TORCHRUN_SIGNALS,
         code=CODE["training"],
     shell:
-        "OMP_NUM_THREADS={params.omp} torchrun --standalone --nproc-per-node {params.nproc}"
-        " --signals-to-handle {params.signals}"
-        " --no-python coemu train --stage finetune --results results --out results/train/finetune"
-        " --init {input.pretrained} --settings {params.settings} --no-progress > {log} 2>&1"
+        TRAIN_SHELL

@@ -1,10 +1,11 @@
 """Samples for training: a preprocessed cube and its normalised image, read lazily from the files.
 
 Fine-tuning (``stage="finetune"``): one sample per (model, rotation), input
-the rotated cube ``results/cubes/{model}.nc``, target the 7-channel image
-``results/images/{model}.nc`` of that rotation. Pretraining
-(``stage="pretrain"``): one sample per model, input rotation 0 (face-on),
-target ``results/faceon/{model}.nc`` (one channel at the line centre).
+the model's rotated cube file, target the 7-channel image of that rotation.
+Pretraining (``stage="pretrain"``): one sample per model, input rotation 0
+(face-on), target the face-on file (one channel at the line centre). The files
+of each model are given (``cube``, ``image``, ``faceon``: what the image
+manifests list, :func:`coemu.io.blocks.read_manifests`).
 
 Files are opened with netCDF4 on first use in each process and kept open, at
 most :data:`OPEN_FILES` per process (least recently used closed first); a
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +38,32 @@ class EmulatorDataset(Dataset):
 
     Args:
         models: model ids.
-        results: the pipeline's results folder (holding cubes/, images/, faceon/).
+        files: model id -> {kind: path} with at least ``cube`` and the stage's target
+            (``faceon`` for pretraining, ``image`` for fine-tuning).
         preprocessing: the transform (from the training models' statistics).
         stage: ``pretrain`` (face-on, 1 channel) or ``finetune`` (every rotation, all channels).
+        source: what listed the models (named in errors), e.g. split.json.
+
+    Raises:
+        CoemuInputError: a model without the files the stage needs.
     """
 
-    def __init__(self, models: Sequence[str], results: str | Path, preprocessing: Preprocessing, stage: str):
+    def __init__(
+        self,
+        models: Sequence[str],
+        files: Mapping[str, Mapping[str, str | Path]],
+        preprocessing: Preprocessing,
+        stage: str,
+        source: str | Path | None = None,
+    ):
+        from coemu.io.blocks import model_files
+
         if stage not in ("pretrain", "finetune"):
             raise ValueError(f"stage must be pretrain or finetune, got '{stage}'")
-        self.results, self.preprocessing, self.stage = Path(results), preprocessing, stage
+        self.preprocessing, self.stage = preprocessing, stage
         self.models = list(models)
+        self.target_kind = "faceon" if stage == "pretrain" else "image"
+        self.files = model_files(files, self.models, ("cube", self.target_kind), source)
         self._handles: OrderedDict[str, object] = OrderedDict()
         self._pid = os.getpid()
         rotations = [1 if stage == "pretrain" else self._rotations(m) for m in self.models]
@@ -59,7 +76,10 @@ class EmulatorDataset(Dataset):
             self._handles.popitem()[1].close()
 
     def _target_path(self, model: str) -> Path:
-        return self.results / ("faceon" if self.stage == "pretrain" else "images") / f"{model}.nc"
+        return Path(self.files[model][self.target_kind])
+
+    def _cube_path(self, model: str) -> Path:
+        return Path(self.files[model]["cube"])
 
     def _open(self, path: Path):
         import netCDF4
@@ -80,7 +100,7 @@ class EmulatorDataset(Dataset):
         return self._handles[key]
 
     def _rotations(self, model: str) -> int:
-        cube = self._open(self.results / "cubes" / f"{model}.nc")
+        cube = self._open(self._cube_path(model))
         image = self._open(self._target_path(model))
         n, m = cube["temperature"].shape[0], image["intensity"].shape[0]
         if n != m:
@@ -95,7 +115,7 @@ class EmulatorDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         model, rotation = self.index[i]
-        cube_path = self.results / "cubes" / f"{model}.nc"
+        cube_path = self._cube_path(model)
         cube = self._open(cube_path)
         try:
             t, n, v = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 SPLITS = ("train", "validation", "test")
 
@@ -53,3 +54,31 @@ def split_models(models: Sequence[str], fractions: dict[str, float], seed: int) 
     cut["validation"] = ranked[counts["test"] : counts["test"] + counts["validation"]]
     members = {m: s for s in ("test", "validation") for m in cut[s]}
     return {s: [m for m in models if members.get(m, "train") == s] for s in SPLITS}
+
+
+def write_split(sphere: str | Path, output: str | Path, settings: dict) -> dict:
+    """Split the models of ``sphere.json`` by the ``split`` config section into ``split.json``.
+
+    Returns:
+        the written document: the model lists per split, ``counts``, ``fractions``, ``seed``.
+    """
+    from coemu.io.atomic import write_json_atomic
+    from coemu.io.errors import CoemuInputError
+    from coemu.io.validation import read_json
+
+    try:
+        models = list(read_json(sphere)["models"])
+    except (KeyError, TypeError) as err:
+        raise CoemuInputError(sphere, "models", f"cannot be read ({err!r})") from None
+    fractions = {k: settings[k] for k in SPLITS}
+    try:
+        split = split_models(models, fractions, settings["seed"])
+    except ValueError as err:
+        raise CoemuInputError(None, "split", str(err), kind="config key") from None
+    summary = {
+        "seed": settings["seed"],
+        "fractions": fractions,
+        "counts": {k: len(v) for k, v in split.items()},
+    }
+    write_json_atomic(summary | split, output)
+    return summary | split

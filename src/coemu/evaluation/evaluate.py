@@ -1,6 +1,6 @@
-"""Evaluate a trained COEmuNet on the test models: per-sample metrics, a summary and figures.
+"""Evaluate a trained emulator on the test models: per-sample metrics, a summary and figures.
 
-Outputs in ``out_dir`` (``results/evaluation/{stage}/``):
+Outputs in ``out_dir`` (``results/evaluation/{stage}/``; contracts in docs/contracts.md):
 
 * ``samples.nc``: ``maxrel_percent``, ``zncc``, ``ssim`` on dim ``sample``,
   with the ``model`` id and ``rotation`` of each sample;
@@ -26,11 +26,11 @@ from coemu.data.dataset import EmulatorDataset
 from coemu.data.transform import Preprocessing
 from coemu.evaluation.metrics import maxrel_percent, ssim, zncc
 from coemu.io.atomic import atomic_output, write_json_atomic, write_netcdf_atomic
+from coemu.io.blocks import read_manifests
 from coemu.io.errors import CoemuInputError
 from coemu.io.validation import read_json
-from coemu.nn import COEmuNet
+from coemu.nn import Emulator
 from coemu.rt.solver import resolve_device
-from coemu.training import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +38,8 @@ PERCENTILES = (5, 25, 50, 75, 95)
 METRICS = ("maxrel_percent", "zncc", "ssim")
 
 
-def load_model(path: str | Path, device: torch.device) -> COEmuNet:
-    """A COEmuNet rebuilt from ``model.pt`` (its run settings) with its weights, in eval mode."""
-    try:
-        saved = checkpoint.load(path)
-        run = saved["run"]
-    except (OSError, KeyError, RuntimeError) as err:
-        raise CoemuInputError(path, None, f"not a coemu model file ({err})") from None
-    model = COEmuNet(n_freq=run["n_freq"], grid=run["grid"], **run["model"])
-    model.load_state_dict(saved["model"])
-    return model.to(device).eval()
-
-
 @torch.no_grad()
-def predict(model: COEmuNet, dataset: EmulatorDataset, batch_size: int, device: torch.device):
+def predict(model: torch.nn.Module, dataset: EmulatorDataset, batch_size: int, device: torch.device):
     """(targets, predictions), both (samples, n_freq, G, G), normalised, on the CPU."""
     targets, predictions = [], []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
@@ -85,22 +73,29 @@ def markdown_table(stage: str, summary: dict) -> str:
 
 def evaluate(
     stage: str,
-    results: str | Path,
     model_path: str | Path,
+    split_path: str | Path,
+    stats: str | Path,
+    manifests: list[str | Path],
     out_dir: str | Path,
-    batch_size: int = 8,
-    device: str = "cpu",
+    settings: dict,
 ) -> dict:
-    """Evaluate ``model_path`` on the test models of ``results/split.json``; returns the summary."""
-    results, out_dir = Path(results), Path(out_dir)
-    dev = resolve_device(device)
-    split = read_json(results / "split.json")
-    prep = Preprocessing.from_file(results / "stats" / "global.json")
-    if not split["test"]:
-        raise CoemuInputError(results / "split.json", "test", "no test models")
-    dataset = EmulatorDataset(split["test"], results, prep, stage)
-    model = load_model(model_path, dev)
-    target, prediction = predict(model, dataset, batch_size, dev)
+    """Evaluate ``model_path`` on the test models of ``split_path``; returns the summary.
+
+    Args:
+        stats: stats/global.json (the preprocessing the model was trained with).
+        manifests: the image block manifests (every model's files).
+        settings: the ``evaluation`` config section (batch_size, device).
+    """
+    out_dir = Path(out_dir)
+    dev = resolve_device(settings["device"])
+    split = read_json(split_path)
+    prep = Preprocessing.from_file(stats)
+    if not split.get("test"):
+        raise CoemuInputError(split_path, "test", "no test models")
+    dataset = EmulatorDataset(split["test"], read_manifests(manifests), prep, stage, source=split_path)
+    model = Emulator.from_checkpoint(model_path, dev)
+    target, prediction = predict(model, dataset, settings["batch_size"], dev)
     physical_t, physical_p = (
         prep.intensity_inverse(target.double()),
         prep.intensity_inverse(prediction.double()),

@@ -36,14 +36,14 @@ import torch
 import xarray as xr
 
 from coemu.data.transform import Preprocessing
-from coemu.evaluation.evaluate import load_model
 from coemu.io.atomic import atomic_output
+from coemu.io.blocks import model_files, read_manifests
+from coemu.io.errors import CoemuInputError
 from coemu.io.validation import read_json
-from coemu.nn import COEmuNet
+from coemu.nn import COEmuNet, Emulator
 from coemu.rt.lamda import load_line
 from coemu.rt.solver import line_images
 from coemu.rt.spectral import channel_frequencies
-from coemu.training import checkpoint
 
 log = logging.getLogger(__name__)
 FIELDS = (
@@ -101,20 +101,35 @@ def _row(method, device, n_freq, batch, seconds):
 
 
 def run_timing(
-    results: str | Path,
-    model_files: list[str | Path],
+    trained: list[str | Path],
+    split_path: str | Path,
+    stats: str | Path,
+    manifests: list[str | Path],
     out_dir: str | Path,
-    repeats: int = 5,
-    large_batch: int = 16,
-    devices: list[str] | None = None,
-    pomme: bool = True,
+    settings: dict,
 ) -> list[dict]:
-    """Time every method for the channels of each trained ``model.pt`` (e.g. pretrain: 1, finetune: 7)."""
-    results, out_dir = Path(results), Path(out_dir)
-    models = {int(checkpoint.load(p)["run"]["n_freq"]): p for p in model_files}
-    split = read_json(results / "split.json")
-    prep = Preprocessing.from_file(results / "stats" / "global.json")
-    cube_path = results / "cubes" / f"{split['test'][0]}.nc"
+    """Time every method for the channels of each trained ``model.pt`` (e.g. pretrain: 1, finetune: 7).
+
+    Args:
+        trained: model.pt files.
+        split_path, stats, manifests: split.json (its first test model's cubes are timed),
+            stats/global.json and the image block manifests.
+        settings: the ``timing`` config section (device: cpu, or cuda for CPU and GPU rows;
+            repeats; large_batch; pomme).
+    """
+    out_dir = Path(out_dir)
+    loaded = {p: Emulator.from_checkpoint(p) for p in trained}
+    models = {int(m.kwargs["n_freq"]): p for p, m in loaded.items()}
+    split = read_json(split_path)
+    if not split.get("test"):
+        raise CoemuInputError(split_path, "test", "no test models")
+    prep = Preprocessing.from_file(stats)
+    test_model = split["test"][0]
+    cube_path = model_files(read_manifests(manifests), [test_model], ("cube",), split_path)[test_model][
+        "cube"
+    ]
+    repeats, large_batch = settings["repeats"], settings["large_batch"]
+    devices = ["cpu", "cuda"] if settings["device"] == "cuda" else ["cpu"]
     with xr.open_dataset(cube_path) as ds:
         arrays = {
             k: ds[k].values.astype(np.float32) for k in ("temperature", "number_density_co", "velocity_z")
@@ -122,7 +137,7 @@ def run_timing(
         dx = float(ds.attrs["cell_size"])
     n_cubes = arrays["temperature"].shape[0]
     line = load_line()
-    devs = [torch.device(d) for d in (devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]))]
+    devs = [torch.device(d) for d in devices]
     rows = []
     for device in devs:
         cubes = [
@@ -135,7 +150,7 @@ def run_timing(
             seconds = time_call(solve, repeats, device)
             rows.append(_row("coemu-solver", device, n_freq, 1, [s / n_cubes for s in seconds]))
             for name, model in (
-                ("coemunet", load_model(model_path, device)),
+                ("coemunet", Emulator.from_checkpoint(model_path, device)),
                 ("coemunet-paper", COEmuNet(n_freq=n_freq, grid=cubes[0].shape[-1]).to(device).eval()),
             ):
                 for batch in (1, large_batch):
@@ -143,7 +158,7 @@ def run_timing(
                     emulate = functools.partial(_emulate, prep, model, cubes, idx)
                     rows.append(_row(name, device, n_freq, batch, time_call(emulate, repeats, device)))
                 log.info("timed %s", rows[-1])
-    if pomme and importlib.util.find_spec("pomme") is not None:
+    if settings["pomme"] and importlib.util.find_spec("pomme") is not None:
         from coemu.rt.reference import SOLVER_INPUTS, run_reference
 
         for n_freq in sorted(models):

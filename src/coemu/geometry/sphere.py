@@ -78,3 +78,17 @@ def sphere_summary(extents: dict[str, Extent]) -> dict:
         "n_models": len(extents),
         "models": {k: e.to_dict() for k, e in extents.items()},
     }
+
+
+def read_sphere_radius(path) -> float:
+    """The global radius (m) from a ``sphere.json``; CoemuInputError naming the file if unusable."""
+    from coemu.io.errors import CoemuInputError
+    from coemu.io.validation import read_json
+
+    try:
+        radius = read_json(path)["radius"]
+    except (KeyError, TypeError) as err:
+        raise CoemuInputError(path, "radius", f"not a sphere file ({err!r})") from None
+    if not isinstance(radius, (int, float)) or not radius > 0:
+        raise CoemuInputError(path, "radius", f"must be a positive number, got {radius!r}")
+    return float(radius)

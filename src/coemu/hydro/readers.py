@@ -1,6 +1,6 @@
 """Readers for real hydro models: netCDF point clouds and Magritte HDF5 files.
 
-netCDF (``*.nc``): the hydro-model contract of ``shared/DESIGN.md``:
+netCDF (``*.nc``): the hydro-model contract of ``docs/contracts.md``:
 ``position(point, xyz)`` m, ``velocity(point, xyz)`` m s-1,
 ``temperature(point)`` K, ``number_density_co(point)`` m-3.
 

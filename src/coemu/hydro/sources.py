@@ -44,3 +44,64 @@ def file_extents(files: dict[str, Path], progress: bool = False) -> dict[str, Ex
 
         items = tqdm(items, desc="extents", unit="model")
     return {model: Extent.of_points(read_hydro_model(path, positions_only=True)) for model, path in items}
+
+
+def model_for(
+    model_id: str | None, path: str | Path | None, seed: int, n_base: int, levels: int
+) -> HydroModel:
+    """The model a cube job works on: the file ``path``, or synthetic ``model_id`` (``m00042``).
+
+    Raises:
+        CoemuInputError: neither or both given, an id that is not synthetic, or a
+            file that holds another model than ``model_id``.
+    """
+    from coemu.hydro.catalog import synthetic_index
+    from coemu.io.errors import CoemuInputError
+
+    if path is None:
+        try:
+            index = synthetic_index(model_id or "")
+        except ValueError as err:
+            raise CoemuInputError(None, "model", f"{err}; give a model file for other models") from None
+        return load_model(synthetic_index=index, seed=seed, n_base=n_base, levels=levels)
+    model = load_model(path=path)
+    if model_id is not None and model_id != model.name:
+        raise CoemuInputError(path, None, f"file holds model '{model.name}', not '{model_id}'")
+    return model
+
+
+def write_synthetic_model(output: str | Path, index: int, seed: int, n_base: int, levels: int) -> HydroModel:
+    """Synthetic model ``index`` as a hydro-model netCDF file (its drawn parameters as attributes)."""
+    from coemu.hydro.model import hydro_to_dataset
+    from coemu.io.atomic import write_netcdf_atomic
+
+    model = synthetic_model(seed, index, n_base=n_base, levels=levels)
+    params = {f"param_{k}": v for k, v in draw_parameters(seed, index).to_dict().items()}
+    params["param_domain_half_extent"] = list(params["param_domain_half_extent"])
+    write_netcdf_atomic(hydro_to_dataset(model, {"seed": seed, **params}), output)
+    return model
+
+
+def write_sphere(output: str | Path, config: dict) -> dict:
+    """Every model's extent and the global sphere radius (fan-in) into ``sphere.json``.
+
+    Args:
+        config: completed config with ``seed`` and ``models`` (source, count or directory).
+    """
+    from coemu.geometry.sphere import sphere_summary
+    from coemu.hydro.catalog import list_model_files
+    from coemu.io.atomic import write_json_atomic
+    from coemu.io.errors import CoemuInputError
+
+    models = config["models"]
+    if models["source"] == "directory":
+        try:
+            files = list_model_files(models["directory"])
+        except (FileNotFoundError, ValueError) as err:
+            raise CoemuInputError(models["directory"], None, str(err)) from None
+        extents = file_extents(files, progress=True)
+    else:
+        extents = synthetic_extents(config["seed"], models["count"])
+    summary = sphere_summary(extents)
+    write_json_atomic(summary, output)
+    return summary

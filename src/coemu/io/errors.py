@@ -9,17 +9,19 @@ class CoemuInputError(ValueError):
     """Bad input data or configuration.
 
     The message always names the file, the variable (where there is one) and
-    what is wrong, e.g. ``model.nc: variable 'temperature': 3 NaN values``.
+    what is wrong, e.g. ``model.nc: variable 'temperature': 3 NaN values``; for
+    settings ``kind`` is ``config key``: ``x.yaml: config key 'cubes.grid': ...``.
     """
 
-    def __init__(self, path: str | Path | None, variable: str | None, problem: str):
+    def __init__(self, path: str | Path | None, variable: str | None, problem: str, kind: str = "variable"):
         self.path = None if path is None else str(path)
         self.variable = variable
         self.problem = problem
+        self.kind = kind
         where = self.path if self.path is not None else "<input>"
-        what = f"variable '{variable}': " if variable else ""
+        what = f"{kind} '{variable}': " if variable else ""
         super().__init__(f"{where}: {what}{problem}")
 
     def __reduce__(self):
-        # pickled across processes (Dask workers): rebuild from the three parts, not the message
-        return (type(self), (self.path, self.variable, self.problem))
+        # pickled across processes (Dask workers): rebuild from the parts, not the message
+        return (type(self), (self.path, self.variable, self.problem, self.kind))

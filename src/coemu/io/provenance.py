@@ -125,21 +125,3 @@ def stored_fingerprint(path: str | Path) -> str | None:
             return str(ds.getncattr(FINGERPRINT_ATTR))
     except (OSError, AttributeError, RuntimeError, KeyError):
         return None
-
-
-def write_manifest(path: str | Path, block: str, files: dict[str, dict[str, str]]) -> None:
-    """The block's manifest: model id -> {kind: file} with each file's fingerprint and size.
-
-    It is the block job's small declared output that later stages depend on,
-    instead of every model's files (which keeps the paper-scale DAG small).
-    """
-    from coemu.io.atomic import write_json_atomic
-
-    entries = {
-        model: {
-            kind: {"path": str(f), "fingerprint": stored_fingerprint(f), **file_identity(f)}
-            for kind, f in kinds.items()
-        }
-        for model, kinds in files.items()
-    }
-    write_json_atomic({"block": block, "n_models": len(entries), "models": entries}, path)

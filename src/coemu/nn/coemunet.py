@@ -42,6 +42,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from coemu.nn.base import Emulator
 from coemu.nn.blocks import ConvBNReLU, ResidualBlock
 
 
@@ -89,7 +90,7 @@ class Decoder(nn.Module):
         return self.layers(x).squeeze(1)
 
 
-class COEmuNet(nn.Module):
+class COEmuNet(Emulator, kind="coemunet"):
     """The emulator; defaults are the paper's (143,294,737 parameters for n_freq = 7).
 
     Args:
@@ -100,6 +101,9 @@ class COEmuNet(nn.Module):
         blocks_per_stage: residual blocks per stage (the first one downsamples).
         latent: width of the latent layer.
         decoder_channels: channels at the decoder's input (halved by each of its 3 stages).
+
+    The arguments are kept (``model.kwargs``) and saved in model files;
+    ``COEmuNet.from_checkpoint(path)`` rebuilds the trained model.
     """
 
     def __init__(

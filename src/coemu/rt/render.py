@@ -1,9 +1,19 @@
-"""Cube file -> image file: read and check a cube, render it, write the image contract."""
+"""The image stage: cube file -> image file (read and check a cube, render it, write the image
+contract), and a block of cube files -> their images and the block's manifest.
+
+Each image file carries a fingerprint (:func:`image_fingerprint`) of the cube
+file it was rendered from, the solver settings and this stage's code; a block
+job renders only the models whose fingerprint changed.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,12 +26,15 @@ from coemu.rt.lte import check_temperature_range
 from coemu.rt.solver import background_intensity, line_images, resolve_device
 from coemu.rt.spectral import channel_frequencies, channel_velocities, frequency_to_velocity
 
+log = logging.getLogger(__name__)
+
 CUBE_DIMS = ("rotation", "x", "y", "z")
 
 
 @dataclass(frozen=True)
 class RenderSettings:
-    """Solver settings (the ``images`` section of the config).
+    """Solver settings: the ``images`` section of the config, whose schema holds the defaults
+    (``RenderSettings.from_config(coemu.settings.complete({...}))``).
 
     Attributes:
         channels: number of frequency channels.
@@ -36,16 +49,21 @@ class RenderSettings:
         compile: fuse the solver's per-segment kernels with torch.compile.
     """
 
-    channels: int = 7
-    spacing: float = 300.0
-    molecule: str = "CO"
-    transition: int = 1
-    datafile: str | None = None
-    v_turbulence: float = 0.0
-    background: str = "zero"
-    device: str = "auto"
-    dtype: str = "float32"
-    compile: bool = False
+    channels: int
+    spacing: float
+    molecule: str
+    transition: int
+    datafile: str | None
+    v_turbulence: float
+    background: str
+    device: str
+    dtype: str
+    compile: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RenderSettings:
+        """From a completed config (``coemu.settings.complete``): its ``images`` section."""
+        return cls(**config["images"])
 
 
 def read_cube(path: str | Path) -> tuple[xr.Dataset, float]:
@@ -175,3 +193,85 @@ def render_file(cube_path, image_path, settings: RenderSettings, faceon_path=Non
     if faceon is not None:
         write_netcdf_atomic(faceon, faceon_path)
     return images
+
+
+def image_fingerprint(cube: str | Path, faceon: bool, settings: RenderSettings) -> str:
+    """What an image file is made from: the cube file, the solver settings and this stage's code."""
+    from coemu.io.provenance import code_digest, file_digest, file_identity, fingerprint, stored_fingerprint
+
+    solver = asdict(settings)
+    del solver["compile"]  # fused kernels: the same images to rounding, not a reason to render again
+    if settings.datafile:
+        solver["datafile_sha256"] = file_digest(settings.datafile)
+    return fingerprint(
+        cube_file=file_identity(cube),
+        cube=stored_fingerprint(cube),
+        faceon=faceon,
+        settings=solver,
+        code=code_digest("images"),
+    )
+
+
+def render_one(
+    cube: str | Path,
+    image: str | Path,
+    faceon: str | Path | None,
+    settings: RenderSettings,
+    fingerprint: str | None = None,
+) -> xr.Dataset:
+    """Render one cube file (and its face-on image); ``fingerprint`` when the caller has it already."""
+    from coemu.io.provenance import FINGERPRINT_ATTR
+
+    t0 = time.perf_counter()
+    attrs = {FINGERPRINT_ATTR: fingerprint or image_fingerprint(cube, faceon is not None, settings)}
+    images = render_file(cube, image, settings, faceon_path=faceon, attrs=attrs)
+    seconds = time.perf_counter() - t0
+    n = images.sizes["rotation"]
+    log.info(
+        "%s: %d images x %d channels on %s (%s) in %.2f s (%.1f ms per image)",
+        cube,
+        n,
+        images.sizes["frequency"],
+        settings.device,
+        settings.dtype,
+        seconds,
+        1e3 * seconds / n,
+    )
+    return images
+
+
+def render_block(
+    cubes: Sequence[str | Path],
+    images: Sequence[str | Path],
+    faceon: Sequence[str | Path] | None,
+    manifest: str | Path | None,
+    settings: RenderSettings,
+    progress: bool = True,
+) -> int:
+    """Render a block of cube files; keep the images already made from the same inputs.
+
+    The manifest (when given) lists each model's ``cube``, ``image`` and
+    ``faceon`` files, the model id being the cube file's stem. Returns the
+    number of models rendered.
+    """
+    from coemu.io.blocks import BlockItem, run_block, same_length
+
+    same_length(cubes=cubes, images=images, faceon=faceon)
+    items = [
+        BlockItem(
+            Path(c).stem,
+            {"image": Path(i)} | ({} if faceon is None else {"faceon": Path(faceon[k])}),
+            inputs={"cube": Path(c)},
+        )
+        for k, (c, i) in enumerate(zip(cubes, images, strict=True))
+    ]
+    return run_block(
+        items,
+        lambda i: image_fingerprint(i.inputs["cube"], "faceon" in i.outputs, settings),
+        lambda i, wanted: render_one(
+            i.inputs["cube"], i.outputs["image"], i.outputs.get("faceon"), settings, wanted
+        ),
+        manifest,
+        done="models rendered",
+        progress=progress,
+    )

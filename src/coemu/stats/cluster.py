@@ -1,6 +1,7 @@
 """The Dask cluster the reductions run on: a LocalCluster, an existing scheduler, or SLURM jobs.
 
-Settings are the ``dask`` section of the config (workflow/schemas/config.schema.yaml):
+Settings are the ``dask`` section of the config (src/coemu/config.schema.yaml, which holds
+the defaults of what a caller leaves out):
 ``scheduler_address`` wins when set; otherwise ``cluster: local`` starts a
 ``distributed.LocalCluster`` (``workers`` processes x ``threads_per_worker``,
 ``memory_limit`` each) and ``cluster: slurm`` a ``dask_jobqueue.SLURMCluster``
@@ -16,16 +17,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "scheduler_address": None,
-    "cluster": "local",
-    "workers": 2,
-    "threads_per_worker": 1,
-    "memory_limit": "2GiB",
-    "dashboard_address": ":0",
-    "slurm": {},
-}
-
 
 @contextlib.contextmanager
 def dask_client(settings: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -35,7 +26,9 @@ def dask_client(settings: dict[str, Any] | None = None) -> Iterator[Any]:
     """
     from distributed import Client, LocalCluster
 
-    s = {**DEFAULTS, **(settings or {})}  # other keys (the median search's) are not the cluster's
+    from coemu.settings import section
+
+    s = section("dask", settings)
     cluster = None
     if s["scheduler_address"]:
         client = Client(s["scheduler_address"])

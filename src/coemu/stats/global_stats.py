@@ -1,6 +1,6 @@
 """``results/stats/global.json``: statistics of every cube variable and of the image intensity.
 
-Contract (shared/DESIGN.md): ``{"cubes": {VAR: S, ...}, "images": {"intensity": S}}``
+Contract (docs/contracts.md): ``{"cubes": {VAR: S, ...}, "images": {"intensity": S}}``
 with S = ``{count, mean, variance, min, max, median, median_of_medians}`` over
 the raw values and the same keys under ``S["transformed"]`` for the values
 preprocessing normalises (:func:`coemu.data.variables.transformed_values`:
@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -87,3 +88,51 @@ def global_statistics(
         result[group][v] = entry["raw"] | {"transformed": entry["transformed"]}
     result["files"] = {"cubes": len(cube_paths), "images": len(image_paths)}
     return result
+
+
+def statistics_of_split(
+    split: str | Path,
+    manifests: Sequence[str | Path],
+    output: str | Path,
+    dask_settings: dict,
+    preprocessing: dict,
+    subset: str = "train",
+) -> dict:
+    """``global.json`` of the ``subset`` models of ``split.json``, their files from the image manifests.
+
+    Args:
+        dask_settings: the ``dask`` config section (cluster, and ``block_rotations``).
+        preprocessing: the ``preprocessing`` section (the floors of the logarithms).
+    """
+    import time
+
+    from coemu.io.atomic import write_json_atomic
+    from coemu.io.blocks import model_files, read_manifests
+    from coemu.io.errors import CoemuInputError
+    from coemu.io.validation import read_json
+    from coemu.stats.cluster import dask_client
+
+    try:
+        models = read_json(split)[subset]
+    except (KeyError, TypeError) as err:
+        raise CoemuInputError(split, subset, f"cannot be read ({err!r})") from None
+    if not models:
+        raise CoemuInputError(split, subset, "no models")
+    files = model_files(read_manifests(manifests), models, ("cube", "image"), split)
+    floors = {
+        "number_density_co": preprocessing["density_floor"],
+        "intensity": preprocessing["intensity_floor"],
+    }
+    t0 = time.perf_counter()
+    with dask_client(dask_settings) as client:
+        stats = global_statistics(
+            client,
+            [str(files[m]["cube"]) for m in models],
+            [str(files[m]["image"]) for m in models],
+            floors,
+            dask_settings.get("block_rotations"),
+        )
+    stats |= {"subset": subset, "models": models}
+    write_json_atomic(stats, output)
+    log.info("statistics of %d models in %.1f s -> %s", len(models), time.perf_counter() - t0, output)
+    return stats

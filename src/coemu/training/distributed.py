@@ -83,3 +83,18 @@ def barrier(ctx: Context) -> None:
 def teardown(ctx: Context) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_buffers(model: torch.nn.Module, ctx: Context, src: int = 0) -> None:
+    """Rank ``src``'s buffers (batch-norm running statistics) on every rank, as DDP does."""
+    if ctx.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src)
+
+
+def wrap(model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel when there are several ranks (itself otherwise)."""
+    if not ctx.distributed:
+        return model
+    ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)

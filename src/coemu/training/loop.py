@@ -12,9 +12,16 @@ atomic ``checkpoints/last.pt`` (``best.pt`` when the validation loss
 improved); ``model.pt`` holds the final weights. A job started again with the
 same settings resumes from ``last.pt``. SIGTERM or SIGUSR1 (SLURM's
 preemption and time-limit warning) make every rank stop after its current
-batch; rank 0 saves a checkpoint with the position inside the epoch and the
-process exits with :data:`EXIT_PREEMPTED`, so a requeued or retried job
-continues where it stopped.
+batch; rank 0 saves a checkpoint with the position inside the epoch and
+:class:`Preempted` is raised (the CLI exits with :data:`EXIT_PREEMPTED`), so a
+requeued or retried job continues where it stopped.
+
+:class:`Trainer` holds the steps: :meth:`~Trainer.resume_or_start`,
+:meth:`~Trainer.train_one_epoch`, :meth:`~Trainer.validate`,
+:meth:`~Trainer.save_checkpoint` and :meth:`~Trainer.finish`;
+:meth:`~Trainer.fit` runs them and :func:`train` sets up and tears down the
+process group around it. Every collective goes through
+:mod:`coemu.training.distributed`.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +46,28 @@ from torch.utils.data.distributed import DistributedSampler
 
 from coemu.data.dataset import EmulatorDataset
 from coemu.data.transform import Preprocessing
+from coemu.io.blocks import read_manifests
+from coemu.io.errors import CoemuInputError
 from coemu.io.validation import read_json
 from coemu.nn import COEmuNet
 from coemu.training import checkpoint
-from coemu.training.distributed import Context, all_gather_objects, all_reduce_sum, barrier, setup, teardown
+from coemu.training.distributed import (
+    Context,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    setup,
+    teardown,
+    wrap,
+)
 from coemu.training.losses import EmulatorLoss
+from coemu.training.preemption import EXIT_PREEMPTED, Preempted
+
+__all__ = ["EXIT_PREEMPTED", "Preempted", "Trainer", "train", "weights_digest"]
 
 log = logging.getLogger(__name__)
 
-#: Exit status after a checkpoint on SIGTERM/SIGUSR1 (EX_TEMPFAIL: run again to continue).
-EXIT_PREEMPTED = 75
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
 
 
@@ -109,7 +129,9 @@ def _write_history(path: Path, rows: list[dict]) -> None:
 
 def train(
     stage: str,
-    results: str | Path,
+    split: str | Path,
+    stats: str | Path,
+    manifests: Sequence[str | Path],
     out_dir: str | Path,
     settings: dict[str, Any],
     init: str | Path | None = None,
@@ -119,223 +141,280 @@ def train(
 
     Args:
         stage: ``pretrain`` (face-on, 1 channel) or ``finetune`` (all rotations and channels).
-        results: the pipeline's results folder (split.json, stats/global.json, cubes/, images/, faceon/).
+        split: split.json (its train and validation models are used).
+        stats: stats/global.json (the preprocessing constants).
+        manifests: the image block manifests (every model's cube, image and face-on files).
         out_dir: where model.pt, history.csv and checkpoints/ go.
         settings: the config's ``training`` section (model, device, seed, num_workers, bf16, and
             the stage's epochs, batch_size, lr, step_size, gamma, mse_weight, freq_weight).
         init: a model.pt whose tensors of matching shape start the run (fine-tuning).
+
+    Raises:
+        Preempted: SIGTERM or SIGUSR1 arrived; the checkpoint was saved.
     """
-    results, out_dir = Path(results), Path(out_dir)
-    s = settings[stage]
     ctx = setup(settings.get("device", "auto"))
     stop = _StopFlag()
     try:
-        return _train(stage, results, out_dir, settings, s, init, ctx, stop, progress)
+        trainer = Trainer(stage, split, stats, manifests, out_dir, settings, ctx, stop, init, progress)
+        return trainer.fit()
     finally:
         teardown(ctx)
 
 
-def _train(stage, results, out_dir, settings, s, init, ctx: Context, stop, progress) -> Path:
-    split = read_json(results / "split.json")
-    prep = Preprocessing.from_file(results / "stats" / "global.json")
-    train_set = EmulatorDataset(split["train"], results, prep, stage)
-    val_set = EmulatorDataset(split["validation"], results, prep, stage)
-    if s["batch_size"] % ctx.world_size:
-        raise ValueError(f"batch_size {s['batch_size']} is not divisible by {ctx.world_size} ranks")
-    per_rank = s["batch_size"] // ctx.world_size
-    if len(train_set) < s["batch_size"]:
-        raise ValueError(f"{len(train_set)} training samples are fewer than batch_size {s['batch_size']}")
-    grid = train_set[0][0].shape[-1]
-    n_freq = train_set.n_freq
-    train_set.close()  # no open files in the processes the DataLoader forks
+class Trainer:
+    """One stage's training on this rank: data, model, optimiser, schedule and checkpoints.
 
-    torch.manual_seed(settings["seed"])  # identical initial weights on every rank
-    model = COEmuNet(n_freq=n_freq, grid=grid, **settings["model"]).to(ctx.device)
-    run = {
-        "stage": stage,
-        "settings": {k: v for k, v in s.items() if k != "runtime"},  # a longer time limit resumes
-        "model": settings["model"],
-        "seed": settings["seed"],
-        "train": split["train"],
-        "validation": split["validation"],
-        "preprocessing": prep.to_dict(),
-        "init": None if init is None else checkpoint.load(init).get("digest", str(init)),
-        "n_freq": n_freq,
-        "grid": grid,
-        "world_size": ctx.world_size,
-    }
-    key = checkpoint.fingerprint(run)
-    optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"], betas=(0.9, 0.999), weight_decay=0.0)
-    scheduler = (
-        torch.optim.lr_scheduler.StepLR(optimizer, s["step_size"], s["gamma"]) if s.get("step_size") else None
-    )
-    ckpt_dir = out_dir / "checkpoints"
-    last = ckpt_dir / "last.pt"
-    epoch, step, history, best, partial = 0, 0, [], math.inf, (0.0, 0)
-    resumed = None
-    if last.exists():
+    Args:
+        as :func:`train`, plus ``ctx`` (this rank's process group) and ``stop``
+        (the flag the stop signals set).
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        split: str | Path,
+        stats: str | Path,
+        manifests: Sequence[str | Path],
+        out_dir: str | Path,
+        settings: dict[str, Any],
+        ctx: Context,
+        stop: _StopFlag,
+        init: str | Path | None = None,
+        progress: bool = True,
+    ):
+        self.stage, self.ctx, self.stop, self.init, self.progress = stage, ctx, stop, init, progress
+        self.out_dir = Path(out_dir)
+        self.settings, s = settings, settings[stage]
+        self.s = s
+        parts = read_json(split)
+        prep = Preprocessing.from_file(stats)
+        files = read_manifests(manifests)
         try:
-            state = checkpoint.load(last)
-        except Exception as err:  # a checkpoint that cannot be read is not resumed from
-            state = {}
-            log.warning("%s cannot be read (%s): starting afresh", last, err)
-        if state.get("fingerprint") == key:
-            resumed = state
-        elif ctx.is_main:
-            log.warning("%s is from other settings or inputs: starting afresh", last)
-    where = all_gather_objects(
-        (resumed is not None, resumed and resumed["epoch"], resumed and resumed["step"]), ctx
-    )
-    if len(set(where)) != 1:  # ranks that disagree would call different collectives
-        raise RuntimeError(f"ranks see different checkpoints in {ckpt_dir}: {where}")
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(resumed["scheduler"])
-        epoch, step, history, best = resumed["epoch"], resumed["step"], resumed["history"], resumed["best"]
-        partial = resumed.get("partial", (0.0, 0))
-        checkpoint.set_rng_state(resumed["rng"])
-        if ctx.is_main:
-            log.info("resumed from %s: epoch %d, batch %d", last, epoch, step)
-    elif init is not None:
-        fresh = checkpoint.load_matching(model, init)
-        if ctx.is_main:
-            log.info("initialised from %s; newly initialised: %s", init, ", ".join(fresh) or "none")
+            train_models, val_models = parts["train"], parts["validation"]
+        except (KeyError, TypeError) as err:
+            raise CoemuInputError(split, None, f"not a split file ({err!r})") from None
+        self.train_set = EmulatorDataset(train_models, files, prep, stage, source=split)
+        self.val_set = EmulatorDataset(val_models, files, prep, stage, source=split)
+        if s["batch_size"] % ctx.world_size:
+            raise ValueError(f"batch_size {s['batch_size']} is not divisible by {ctx.world_size} ranks")
+        self.per_rank = s["batch_size"] // ctx.world_size
+        if len(self.train_set) < s["batch_size"]:
+            raise ValueError(
+                f"{len(self.train_set)} training samples are fewer than batch_size {s['batch_size']}"
+            )
+        grid = self.train_set[0][0].shape[-1]
+        n_freq = self.train_set.n_freq
+        self.train_set.close()  # no open files in the processes the DataLoader forks
 
-    ddp = (
-        torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None
+        torch.manual_seed(settings["seed"])  # identical initial weights on every rank
+        self.model = COEmuNet(n_freq=n_freq, grid=grid, **settings["model"]).to(ctx.device)
+        self.run = {
+            "stage": stage,
+            "settings": {k: v for k, v in s.items() if k != "runtime"},  # a longer time limit resumes
+            "model": settings["model"],
+            "seed": settings["seed"],
+            "train": train_models,
+            "validation": val_models,
+            "preprocessing": prep.to_dict(),
+            "init": None if init is None else checkpoint.load(init).get("digest", str(init)),
+            "n_freq": n_freq,
+            "grid": grid,
+            "world_size": ctx.world_size,
+        }
+        self.key = checkpoint.fingerprint(self.run)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=s["lr"], betas=(0.9, 0.999), weight_decay=0.0
         )
-        if ctx.distributed
-        else model
-    )
-    loss_fn = EmulatorLoss(s["mse_weight"], s["freq_weight"])
-    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=settings["seed"])
-    val_shard = Subset(val_set, range(ctx.rank, len(val_set), ctx.world_size))  # no padding: exact mean
-    workers = settings.get("num_workers", 0)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if settings.get("bf16") and ctx.device.type == "cuda"
-        else contextlib.nullcontext()
-    )
+        self.scheduler = (
+            torch.optim.lr_scheduler.StepLR(self.optimizer, s["step_size"], s["gamma"])
+            if s.get("step_size")
+            else None
+        )
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.epoch, self.step, self.history, self.best = 0, 0, [], math.inf
+        self.partial = (0.0, 0)  # loss sum and samples of the epoch so far (after a preemption)
+        self.loss_fn = EmulatorLoss(s["mse_weight"], s["freq_weight"])
+        self.sampler = DistributedSampler(
+            self.train_set, ctx.world_size, ctx.rank, shuffle=True, seed=settings["seed"]
+        )
+        # every rank its own validation shard, without padding: an exact mean
+        self.val_shard = Subset(self.val_set, range(ctx.rank, len(self.val_set), ctx.world_size))
+        self.workers = settings.get("num_workers", 0)
+        self.bf16 = bool(settings.get("bf16")) and ctx.device.type == "cuda"
+        self.ddp: torch.nn.Module = self.model
 
-    def save_state(path: Path, epoch_: int, step_: int) -> None:
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def resume_or_start(self) -> None:
+        """Resume from ``checkpoints/last.pt`` when it is from the same run, else start (from ``init``)."""
+        last = self.ckpt_dir / "last.pt"
+        resumed = None
+        if last.exists():
+            try:
+                state = checkpoint.load(last)
+            except Exception as err:  # a checkpoint that cannot be read is not resumed from
+                state = {}
+                log.warning("%s cannot be read (%s): starting afresh", last, err)
+            if state.get("fingerprint") == self.key:
+                resumed = state
+            elif self.ctx.is_main:
+                log.warning("%s is from other settings or inputs: starting afresh", last)
+        where = all_gather_objects(
+            (resumed is not None, resumed and resumed["epoch"], resumed and resumed["step"]), self.ctx
+        )
+        if len(set(where)) != 1:  # ranks that disagree would call different collectives
+            raise RuntimeError(f"ranks see different checkpoints in {self.ckpt_dir}: {where}")
+        if resumed is not None:
+            self.model.load_state_dict(resumed["model"])
+            self.optimizer.load_state_dict(resumed["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(resumed["scheduler"])
+            self.epoch, self.step = resumed["epoch"], resumed["step"]
+            self.history, self.best = resumed["history"], resumed["best"]
+            self.partial = resumed.get("partial", (0.0, 0))
+            checkpoint.set_rng_state(resumed["rng"])
+            if self.ctx.is_main:
+                log.info("resumed from %s: epoch %d, batch %d", last, self.epoch, self.step)
+        elif self.init is not None:
+            fresh = checkpoint.load_matching(self.model, self.init)
+            if self.ctx.is_main:
+                log.info("initialised from %s; newly initialised: %s", self.init, ", ".join(fresh) or "none")
+        self.ddp = wrap(self.model, self.ctx)
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Everything a restart needs, written atomically (rank 0 calls it)."""
         checkpoint.save(
             path,
             {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "epoch": epoch_,
-                "step": step_,
-                "history": history,
-                "best": best,
-                "partial": partial,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "epoch": self.epoch,
+                "step": self.step,
+                "history": self.history,
+                "best": self.best,
+                "partial": self.partial,
                 "rng": checkpoint.rng_state(),
-                "fingerprint": key,
-                "run": run,
+                "fingerprint": self.key,
+                "run": self.run,
             },
         )
 
-    while epoch < s["epochs"]:
-        t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
+    def train_one_epoch(self) -> float:
+        """The rest of the current epoch; returns its mean training loss over all ranks.
+
+        Raises:
+            Preempted: a stop signal arrived on some rank (after rank 0 saved ``last.pt``).
+        """
+        self.sampler.set_epoch(self.epoch)
         loader = DataLoader(
-            train_set,
-            batch_size=per_rank,
-            sampler=_Skip(sampler, step * per_rank),
-            num_workers=workers,
+            self.train_set,
+            batch_size=self.per_rank,
+            sampler=_Skip(self.sampler, self.step * self.per_rank),
+            num_workers=self.workers,
             drop_last=True,  # no 1-sample batch for batch norm
             worker_init_fn=_ignore_stop_signals,
         )
-        ddp.train()
-        total, count = partial
-        bar = loader
-        if progress and ctx.is_main:
+        self.ddp.train()
+        total, count = self.partial
+        batches = loader
+        if self.progress and self.ctx.is_main:
             from tqdm import tqdm
 
-            bar = tqdm(loader, desc=f"{stage} epoch {epoch + 1}/{s['epochs']}", unit="batch", file=sys.stderr)
-        for x, y in bar:
-            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                prediction = ddp(x)
-            loss = loss_fn(prediction, y)
+            desc = f"{self.stage} epoch {self.epoch + 1}/{self.s['epochs']}"
+            batches = tqdm(loader, desc=desc, unit="batch", file=sys.stderr)
+        for x, y in batches:
+            x, y = x.to(self.ctx.device, non_blocking=True), y.to(self.ctx.device, non_blocking=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                prediction = self.ddp(x)
+            loss = self.loss_fn(prediction, y)
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             total += loss.item() * len(x)
             count += len(x)
-            step += 1
-            if all_reduce_sum([float(stop.raised)], ctx)[0] > 0:
-                partial = (total, count)
-                if ctx.is_main:
-                    save_state(last, epoch, step)
-                    log.warning("signal received: checkpoint at epoch %d, batch %d; exiting", epoch, step)
-                barrier(ctx)
-                teardown(ctx)
-                sys.exit(EXIT_PREEMPTED)
-        train_sum, train_n = all_reduce_sum([total, count], ctx)
-        partial = (0.0, 0)
-        if ctx.distributed:  # validate rank 0's model: its batch-norm statistics everywhere
-            for buffer in model.buffers():
-                torch.distributed.broadcast(buffer, 0)
-        val_loss = _validate(model, val_shard, len(val_set), per_rank, workers, loss_fn, ctx, autocast)
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        epoch, step = epoch + 1, 0
-        row = {
-            "epoch": epoch,
-            "train_loss": train_sum / max(train_n, 1),
-            "val_loss": val_loss,
-            "lr": lr,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        history.append(row)
-        improved = val_loss < best
-        best = min(best, val_loss)
-        if ctx.is_main:
-            save_state(last, epoch, 0)
-            if improved:
-                save_state(ckpt_dir / "best.pt", epoch, 0)
-            _write_history(out_dir / "history.csv", history)
-            log.info("epoch %d: train %.5g, validation %.5g, lr %.3g", epoch, row["train_loss"], val_loss, lr)
-        barrier(ctx)
+            self.step += 1
+            if all_reduce_sum([float(self.stop.raised)], self.ctx)[0] > 0:
+                self.partial = (total, count)
+                if self.ctx.is_main:
+                    self.save_checkpoint(self.ckpt_dir / "last.pt")
+                    log.warning(
+                        "signal received: checkpoint at epoch %d, batch %d; exiting", self.epoch, self.step
+                    )
+                barrier(self.ctx)
+                raise Preempted(f"checkpoint at epoch {self.epoch}, batch {self.step}")
+        train_sum, train_n = all_reduce_sum([total, count], self.ctx)
+        self.partial = (0.0, 0)
+        return train_sum / max(train_n, 1)
 
-    digest = weights_digest(model)
-    if ctx.distributed:
-        for buffer in model.buffers():  # rank 0's running statistics everywhere, as DDP does
-            torch.distributed.broadcast(buffer, 0)
-        digests = [None] * ctx.world_size
-        torch.distributed.all_gather_object(digests, digest)
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean loss over the validation samples (every rank its shard; NaN when there are none).
+
+        Runs rank 0's model everywhere (its batch-norm statistics), through the
+        bare module: ranks may hold different numbers of validation batches, and
+        DDP's forward is a collective.
+        """
+        broadcast_buffers(self.model, self.ctx)
+        if len(self.val_set) == 0:
+            return math.nan
+        self.model.eval()
+        total, count = 0.0, 0
+        loader = DataLoader(
+            self.val_shard,
+            batch_size=self.per_rank,
+            num_workers=self.workers,
+            worker_init_fn=_ignore_stop_signals,
+        )
+        for x, y in loader:
+            x, y = x.to(self.ctx.device), y.to(self.ctx.device)
+            with self.autocast():
+                prediction = self.model(x)
+            total += self.loss_fn(prediction, y).item() * len(x)
+            count += len(x)
+        total, count = all_reduce_sum([total, count], self.ctx)
+        return total / max(count, 1)
+
+    def end_epoch(self, train_loss: float, val_loss: float, seconds: float) -> None:
+        """Step the schedule, record the epoch and write ``last.pt``, ``best.pt`` and history.csv."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch, self.step = self.epoch + 1, 0
+        row = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
+        self.history.append(row | {"seconds": round(seconds, 3)})
+        improved = val_loss < self.best
+        self.best = min(self.best, val_loss)
+        if self.ctx.is_main:
+            self.save_checkpoint(self.ckpt_dir / "last.pt")
+            if improved:
+                self.save_checkpoint(self.ckpt_dir / "best.pt")
+            _write_history(self.out_dir / "history.csv", self.history)
+            log.info("epoch %d: train %.5g, validation %.5g, lr %.3g", self.epoch, train_loss, val_loss, lr)
+        barrier(self.ctx)
+
+    def finish(self) -> Path:
+        """Check that every rank holds the same weights, then write ``model.pt`` (rank 0)."""
+        digest = weights_digest(self.model)
+        broadcast_buffers(self.model, self.ctx)  # rank 0's running statistics everywhere, as DDP does
+        digests = all_gather_objects(digest, self.ctx)
         if len(set(digests)) != 1:
             raise RuntimeError(f"ranks ended with different weights: {digests}")
-    if ctx.is_main:
-        log.info("weights identical on %d rank(s): sha256 %s", ctx.world_size, digest[:16])
-        checkpoint.save(out_dir / "model.pt", {"model": model.state_dict(), "run": run, "digest": digest})
-        _write_history(out_dir / "history.csv", history)
-    barrier(ctx)
-    return out_dir / "model.pt"
+        path = self.out_dir / "model.pt"
+        if self.ctx.is_main:
+            log.info("weights identical on %d rank(s): sha256 %s", self.ctx.world_size, digest[:16])
+            checkpoint.save(path, self.model.model_file(run=self.run, digest=digest))
+            _write_history(self.out_dir / "history.csv", self.history)
+        barrier(self.ctx)
+        return path
 
-
-@torch.no_grad()
-def _validate(model, shard, n_val, per_rank, workers, loss_fn, ctx, autocast) -> float:
-    """Mean loss over the validation samples (every rank its shard; NaN when there are none).
-
-    ``model`` is the bare module, not the DDP wrapper: ranks may hold different
-    numbers of validation batches, and DDP's forward is a collective.
-    """
-    if n_val == 0:
-        return math.nan
-    model.eval()
-    total, count = 0.0, 0
-    loader = DataLoader(shard, batch_size=per_rank, num_workers=workers, worker_init_fn=_ignore_stop_signals)
-    for x, y in loader:
-        x, y = x.to(ctx.device), y.to(ctx.device)
-        with autocast:
-            prediction = model(x)
-        total += loss_fn(prediction, y).item() * len(x)
-        count += len(x)
-    total, count = all_reduce_sum([total, count], ctx)
-    return total / max(count, 1)
+    def fit(self) -> Path:
+        """Resume or start, train the remaining epochs (each with a validation pass), finish."""
+        self.resume_or_start()
+        while self.epoch < self.s["epochs"]:
+            t0 = time.perf_counter()
+            train_loss = self.train_one_epoch()
+            val_loss = self.validate()
+            self.end_epoch(train_loss, val_loss, time.perf_counter() - t0)
+        return self.finish()

@@ -1,0 +1,300 @@
+"""The configuration: one schema for the pipeline and for ``coemu`` run by hand.
+
+``config.schema.yaml`` (beside this module, shipped with the package) is the one
+source of every setting and its default:
+
+* the workflow validates its config against it (``snakemake.utils.validate``)
+  and calls :func:`check` before any job runs;
+* each rule passes the sections its stage reads (:func:`stage_config`) as one
+  JSON document to ``coemu <subcommand> --config``;
+* the subcommands' per-setting options (``--channels``, ``--rotations``, ...)
+  are generated from the schema by :func:`add_options`, with its descriptions
+  and defaults, and :func:`from_args` merges them over ``--config`` and the
+  schema's defaults (flags > ``--config`` > schema).
+
+So a new setting is a schema entry and the code that uses it: it reaches that
+code from the config file, from ``--config`` and from its generated option.
+
+Light on purpose (yaml and jsonschema only): the Snakefile imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from coemu.io.errors import CoemuInputError
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+#: Training settings that size the job, not the model it trains (they rerun nothing).
+JOB_SIZE_KEYS = ("mem_mb", "cpus_per_gpu", "threads_per_process")
+TRAINING_STAGES = ("pretrain", "finetune")
+CONFIG_KEY = "config key"
+
+
+@cache
+def _schema() -> dict:
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def schema() -> dict:
+    """The configuration schema (a copy: callers may change it)."""
+    return copy.deepcopy(_schema())
+
+
+def _validator():
+    from jsonschema import Draft202012Validator, validators
+
+    properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def fill_defaults(validator, props, instance, sub_schema):
+        if isinstance(instance, dict):
+            for name, prop in props.items():
+                if "default" in prop:
+                    instance.setdefault(name, copy.deepcopy(prop["default"]))
+        yield from properties(validator, props, instance, sub_schema)
+
+    return validators.extend(Draft202012Validator, {"properties": fill_defaults})(_schema())
+
+
+def complete(config: Mapping[str, Any] | None = None, source: str | Path | None = None) -> dict:
+    """``config`` validated against the schema, with every default filled in (a new dict).
+
+    Raises:
+        CoemuInputError: naming ``source`` (the config file, if any) and the key, e.g.
+            ``config.yaml: variable 'cubes.rotations': 0 is less than the minimum of 1``.
+    """
+    out = copy.deepcopy(dict(config or {}))
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(out))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "config"
+        raise CoemuInputError(source, key, error.message, kind=CONFIG_KEY)
+    return out
+
+
+def section(name: str, values: Mapping[str, Any] | None = None) -> dict:
+    """One section (``images``, ``cubes``, ...) with the schema's defaults for what ``values`` leaves out."""
+    return complete({name: dict(values or {})})[name]
+
+
+def training_processes(training: Mapping[str, Any]) -> int:
+    """torchrun processes of a training job: one per GPU, or ``processes`` CPU processes."""
+    return training_gpus(training) or int(training["processes"])
+
+
+def training_gpus(training: Mapping[str, Any]) -> int:
+    """GPUs a training job asks for (0 when it runs on the CPU)."""
+    return int(training["gpus"]) if training["device"] != "cpu" else 0
+
+
+def check(
+    config: Mapping[str, Any], source: str | Path | None = None, sections: Iterable[str] | None = None
+) -> None:
+    """Cross-field checks the schema cannot express, on a completed config.
+
+    Args:
+        sections: check only these sections and the pairs among them (default: all).
+
+    Raises:
+        CoemuInputError: naming ``source`` and the key at fault.
+    """
+    if sections is not None:
+        config = {k: v for k, v in config.items() if k in set(sections)}
+
+    def fail(key: str, problem: str):
+        raise CoemuInputError(source, key, problem, kind=CONFIG_KEY)
+
+    models = config.get("models")
+    if models and models["source"] == "synthetic" and models.get("directory"):
+        fail("models.directory", "is set, but models.source is synthetic (set source: directory to use it)")
+    if split := config.get("split"):
+        total = split["train"] + split["validation"] + split["test"]
+        if abs(total - 1) > 1e-9:
+            fail("split", f"train + validation + test = {total:g}: the fractions must sum to 1")
+    cubes = config.get("cubes")
+    if cubes and cubes["grid"] > cubes["box_cells"]:
+        fail(
+            "cubes.grid",
+            f"{cubes['grid']} central cells cannot be kept of cubes.box_cells {cubes['box_cells']}",
+        )
+    if training := config.get("training"):
+        if training["device"] == "cpu" and training["gpus"] > 0:
+            fail("training.gpus", f"asks for {training['gpus']} GPUs, but training.device is cpu")
+        if training["device"] == "cuda" and training["gpus"] == 0:
+            fail("training.gpus", "is 0, but training.device is cuda: the job would get no GPU")
+        n = training_processes(training)
+        by = "training.gpus" if training_gpus(training) else "training.processes"
+        for stage in TRAINING_STAGES:
+            batch = training[stage]["batch_size"]
+            if batch % n:
+                fail(f"training.{stage}.batch_size", f"{batch} is not divisible by the {n} processes ({by})")
+        if cubes and cubes["grid"] % 8:
+            fail(
+                "cubes.grid",
+                f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)",
+            )
+    timing, images = config.get("timing"), config.get("images")
+    for name, sec in (("images", images), ("timing", timing), ("evaluation", config.get("evaluation"))):
+        if sec and str(sec["device"]).startswith("cuda:"):
+            fail(f"{name}.device", "give cuda (the scheduler picks the GPU), not a GPU number")
+
+
+def stage_config(config: Mapping[str, Any], stage: str) -> dict:
+    """The part of a completed config that stage ``stage``'s code reads.
+
+    A rule passes it as its ``--config`` (and as a parameter), so a change to
+    any other setting does not rerun the stage. Training leaves out the job's
+    size (:data:`JOB_SIZE_KEYS`), the other stage and its own time limit: a
+    longer time limit resumes a run instead of restarting it.
+    """
+    models = config["models"]
+    if stage == "sphere":
+        keys = ("source", "count") if models["source"] == "synthetic" else ("source", "directory")
+        return {"seed": config["seed"], "models": {k: models[k] for k in keys}}
+    if stage == "cubes":
+        keys = ("n_base", "levels") if models["source"] == "synthetic" else ()
+        return {"seed": config["seed"], "models": {k: models[k] for k in keys}, "cubes": config["cubes"]}
+    if stage in TRAINING_STAGES:
+        other = TRAINING_STAGES[1 - TRAINING_STAGES.index(stage)]
+        training = {k: v for k, v in config["training"].items() if k not in (other, *JOB_SIZE_KEYS)}
+        training[stage] = {k: v for k, v in training[stage].items() if k != "runtime"}
+        return {"training": training}
+    sections = {
+        "images": ("images",),
+        "split": ("split",),
+        "stats": ("dask", "preprocessing"),
+        "evaluation": ("evaluation",),
+        "timing": ("timing",),
+    }
+    if stage not in sections:
+        raise ValueError(f"unknown stage '{stage}'")
+    return {name: config[name] for name in sections[stage]}
+
+
+def to_json(config: Mapping[str, Any]) -> str:
+    """Canonical JSON (sorted keys): equal settings give equal text, so equal rule parameters."""
+    return json.dumps(config, sort_keys=True)
+
+
+# --- the command line --------------------------------------------------------------------------
+
+#: Prefix of the generated options' destinations (``args.<_DEST>images.channels``).
+_DEST = "config:"
+
+
+def _option_type(prop: dict):
+    types = prop.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if "enum" in prop:
+        types += sorted({type(v).__name__ for v in prop["enum"] if v is not None})
+
+    def parse(text: str):
+        if "null" in types and text.lower() in ("null", "none"):
+            return None
+        if "integer" in types or "int" in types:
+            return int(text)
+        if "number" in types or "float" in types:
+            return float(text)
+        if "object" in types or "array" in types:
+            import yaml
+
+            return yaml.safe_load(text)
+        return text
+
+    parse.__name__ = "/".join(t for t in types if t != "null") or "value"
+    return parse
+
+
+def add_options(parser: argparse.ArgumentParser, name: str | None, only: Iterable[str] | None = None) -> None:
+    """Options for the settings of config section ``name`` (or top-level scalar ``only`` if ``name`` is None).
+
+    One option per setting, ``--v-turbulence`` for ``images.v_turbulence``,
+    with the schema's description and default in its help; objects and lists
+    are given as JSON or YAML text. An option left out keeps the value from
+    ``--config`` or, failing that, the schema's default.
+    """
+    props = _schema()["properties"] if name is None else _schema()["properties"][name]["properties"]
+    group = parser.add_argument_group(f"{name or 'top-level'} settings (config file section '{name}')")
+    for key in only or props:
+        prop = props[key]
+        dest = _DEST + (key if name is None else f"{name}.{key}")
+        flag = "--" + key.replace("_", "-")
+        text = f"{prop.get('description', '')} (default: {json.dumps(prop.get('default'))})".strip()
+        text = text.replace("%", "%%")
+        if prop.get("type") == "boolean":
+            group.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text
+            )
+        else:
+            choices = prop.get("enum")
+            group.add_argument(
+                flag,
+                dest=dest,
+                type=_option_type(prop),
+                choices=choices,
+                default=argparse.SUPPRESS,
+                help=text,
+            )
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        help="a config file (YAML or JSON, as config/config.yaml) or a JSON document of sections; "
+        "options given on the command line win over it, the schema's defaults fill what both leave out",
+    )
+
+
+def read_config(text: str | None) -> tuple[dict, str | None]:
+    """The ``--config`` value: a YAML/JSON file, or inline JSON (starting with ``{``); and its source name."""
+    import yaml
+
+    if not text:
+        return {}, None
+    if text.lstrip().startswith("{"):
+        source, content = "--config", text
+    else:
+        source = text
+        try:
+            content = Path(text).read_text()
+        except OSError as err:
+            raise CoemuInputError(text, None, f"config file cannot be read ({err.strerror})") from None
+    try:
+        config = yaml.safe_load(content) or {}
+    except yaml.YAMLError as err:
+        raise CoemuInputError(source, None, f"not YAML or JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CoemuInputError(source, None, "must be a mapping of config sections")
+    return config, source
+
+
+def from_args(args: argparse.Namespace) -> dict:
+    """The completed, checked config: schema defaults, under ``--config``, under the options given."""
+    config, source = read_config(getattr(args, "config", None))
+    given = False
+    for dest, value in vars(args).items():
+        if not dest.startswith(_DEST):
+            continue
+        given, dest = True, dest[len(_DEST) :]
+        if "." not in dest:
+            config[dest] = value
+        else:
+            name, key = dest.split(".", 1)
+            config.setdefault(name, {})
+            if not isinstance(config[name], dict):
+                raise CoemuInputError(source, name, "must be a mapping", kind=CONFIG_KEY)
+            config[name][key] = value
+    where = " and ".join([source] * bool(source) + ["the command line"] * given) or None
+    completed = complete(config, where)
+    check(completed, where, sections=config)
+    return completed
