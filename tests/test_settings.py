@@ -21,6 +21,8 @@ from coemu.geometry.cube_files import CubeSettings
 from coemu.io.errors import CoemuInputError
 from coemu.rt.render import RenderSettings
 
+TRAIN_ARGS = ("train", "--split", "s", "--stats", "g", "--manifests", "m", "--out", "o", "--stage")
+
 
 def parsed(*argv: str) -> dict:
     return settings.from_args(build_parser().parse_args(list(argv)))
@@ -168,3 +170,25 @@ def test_a_new_solver_setting_needs_the_schema_and_the_code_that_uses_it(tmp_pat
     )
     assert proc.returncode == 0, proc.stderr
     assert xr.open_dataset(tmp_path / "i.nc").attrs["setting_test_gain"] == 4.0
+
+
+def test_numbers_are_canonical_and_objects_merge(tmp_path):
+    """``300`` and ``300.0`` are one setting (one fingerprint); inline JSON keeps ``1e-05`` a
+    number; an object option sets its keys over the config file's."""
+    assert settings.complete({"images": {"spacing": 300}})["images"]["spacing"] == 300.0
+    assert isinstance(settings.complete({"images": {"spacing": 300}})["images"]["spacing"], float)
+    assert isinstance(settings.complete({"cubes": {"grid": 32}})["cubes"]["grid"], int)
+    inline = json.dumps({"training": {"finetune": {"lr": 1e-5, "epochs": 7}}})
+    config = parsed(*TRAIN_ARGS, "finetune", "--config", inline, "--finetune", "{batch_size: 16}")
+    finetune = config["training"]["finetune"]
+    assert (finetune["lr"], finetune["epochs"], finetune["batch_size"]) == (1e-5, 7, 16)
+    proc = run_cli("stats", "s.json", "o.json", "--manifests", "m.json", "--slurm", "{a: [}", check=False)
+    assert proc.returncode == 2 and "not JSON or YAML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_by_hand_the_training_job_sizes_are_not_checked():
+    """One process by hand: the workflow's process count does not refuse a batch size of 3."""
+    config = parsed(*TRAIN_ARGS, "pretrain", "--pretrain", "{batch_size: 3}")
+    assert config["training"]["pretrain"]["batch_size"] == 3
+    with pytest.raises(CoemuInputError, match="not divisible by the 2 processes"):
+        settings.check(config)  # as the workflow checks it

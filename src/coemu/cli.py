@@ -70,7 +70,13 @@ def cmd_cubes_many(args: argparse.Namespace, config: dict) -> None:
 
     _one_source(args.synthetic, args.inputs, "--inputs (model files)")
     make_cube_block(
-        args.models, args.outputs, args.inputs, args.sphere, args.manifest, CubeSettings.from_config(config)
+        args.models,
+        args.outputs,
+        args.inputs,
+        args.sphere,
+        args.manifest,
+        CubeSettings.from_config(config),
+        progress=args.progress,
     )
 
 
@@ -205,12 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--models", nargs="+", required=True, help="model ids")
     p.add_argument("--outputs", type=Path, nargs="+", required=True, help="cube files, one per model")
-    p.add_argument(
-        "--inputs", type=Path, nargs="+", help="model files, one per model (not with --synthetic)"
-    )
+    p.add_argument("--inputs", type=Path, nargs="+", help="model files, one per model (not with --synthetic)")
     p.add_argument("--synthetic", action="store_true", help="generate the synthetic models --models")
     p.add_argument("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
     p.add_argument("--manifest", type=Path, required=True, help="block manifest (JSON) written last")
+    p.add_argument("--progress", action="store_true", help="tqdm bar over models")
 
     p = _command(sub, "render", cmd_render, "LTE line images of every rotation of a cube file", ["images"])
     p.add_argument("cube", type=Path, help="cube netCDF file")

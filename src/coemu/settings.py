@@ -79,7 +79,26 @@ def complete(config: Mapping[str, Any] | None = None, source: str | Path | None 
     if error is not None:
         key = ".".join(str(p) for p in error.absolute_path) or "config"
         raise CoemuInputError(source, key, error.message, kind=CONFIG_KEY)
-    return out
+    return _as_schema_types(_schema(), out)
+
+
+def _as_schema_types(schema: dict, value: Any) -> Any:
+    """Integers where the schema says ``number`` become floats (``300`` and ``300.0`` are one setting)."""
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: _as_schema_types(props.get(k, {}), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_schema_types(schema.get("items", {}), v) for v in value]
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and "number" in types
+        and "integer" not in types
+    ):
+        return float(value)
+    return value
 
 
 def section(name: str, values: Mapping[str, Any] | None = None) -> dict:
@@ -98,12 +117,18 @@ def training_gpus(training: Mapping[str, Any]) -> int:
 
 
 def check(
-    config: Mapping[str, Any], source: str | Path | None = None, sections: Iterable[str] | None = None
+    config: Mapping[str, Any],
+    source: str | Path | None = None,
+    sections: Iterable[str] | None = None,
+    jobs: bool = True,
 ) -> None:
     """Cross-field checks the schema cannot express, on a completed config.
 
     Args:
         sections: check only these sections and the pairs among them (default: all).
+        jobs: also check how the workflow sizes the training jobs (GPUs for the device,
+            the global batch sizes over the processes); ``coemu train`` run by hand
+            checks its real number of processes instead.
 
     Raises:
         CoemuInputError: naming ``source`` and the key at fault.
@@ -127,7 +152,7 @@ def check(
             "cubes.grid",
             f"{cubes['grid']} central cells cannot be kept of cubes.box_cells {cubes['box_cells']}",
         )
-    if training := config.get("training"):
+    if (training := config.get("training")) and jobs:
         if training["device"] == "cpu" and training["gpus"] > 0:
             fail("training.gpus", f"asks for {training['gpus']} GPUs, but training.device is cpu")
         if training["device"] == "cuda" and training["gpus"] == 0:
@@ -138,15 +163,8 @@ def check(
             batch = training[stage]["batch_size"]
             if batch % n:
                 fail(f"training.{stage}.batch_size", f"{batch} is not divisible by the {n} processes ({by})")
-        if cubes and cubes["grid"] % 8:
-            fail(
-                "cubes.grid",
-                f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)",
-            )
-    timing, images = config.get("timing"), config.get("images")
-    for name, sec in (("images", images), ("timing", timing), ("evaluation", config.get("evaluation"))):
-        if sec and str(sec["device"]).startswith("cuda:"):
-            fail(f"{name}.device", "give cuda (the scheduler picks the GPU), not a GPU number")
+    if training and cubes and cubes["grid"] % 8:
+        fail("cubes.grid", f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)")
 
 
 def stage_config(config: Mapping[str, Any], stage: str) -> dict:
@@ -206,9 +224,10 @@ def _option_type(prop: dict):
         if "number" in types or "float" in types:
             return float(text)
         if "object" in types or "array" in types:
-            import yaml
-
-            return yaml.safe_load(text)
+            try:
+                return _load_text(text, json_first=True)
+            except ValueError as err:
+                raise argparse.ArgumentTypeError(f"not JSON or YAML: {err}") from None
         return text
 
     parse.__name__ = "/".join(t for t in types if t != "null") or "value"
@@ -224,11 +243,13 @@ def add_options(parser: argparse.ArgumentParser, name: str | None, only: Iterabl
     ``--config`` or, failing that, the schema's default.
     """
     props = _schema()["properties"] if name is None else _schema()["properties"][name]["properties"]
-    group = parser.add_argument_group(f"{name or 'top-level'} settings (config file section '{name}')")
+    title = f"{name} settings (config file section '{name}')" if name else "top-level settings"
+    group = parser.add_argument_group(title)
     for key in only or props:
         prop = props[key]
         dest = _DEST + (key if name is None else f"{name}.{key}")
         flag = "--" + key.replace("_", "-")
+        metavar = key.upper()
         text = f"{prop.get('description', '')} (default: {json.dumps(prop.get('default'))})".strip()
         text = text.replace("%", "%%")
         if prop.get("type") == "boolean":
@@ -243,6 +264,7 @@ def add_options(parser: argparse.ArgumentParser, name: str | None, only: Iterabl
                 type=_option_type(prop),
                 choices=choices,
                 default=argparse.SUPPRESS,
+                metavar=None if choices else metavar,
                 help=text,
             )
 
@@ -255,10 +277,27 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_config(text: str | None) -> tuple[dict, str | None]:
-    """The ``--config`` value: a YAML/JSON file, or inline JSON (starting with ``{``); and its source name."""
+def _load_text(text: str, json_first: bool) -> Any:
+    """JSON (exactly, ``1e-05`` a number) when ``json_first`` and it parses; YAML otherwise.
+
+    Raises:
+        ValueError: neither.
+    """
     import yaml
 
+    if json_first:
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(str(err)) from None
+
+
+def read_config(text: str | None) -> tuple[dict, str | None]:
+    """The ``--config`` value: a YAML/JSON file, or inline JSON (starting with ``{``); and its source name."""
     if not text:
         return {}, None
     if text.lstrip().startswith("{"):
@@ -269,9 +308,10 @@ def read_config(text: str | None) -> tuple[dict, str | None]:
             content = Path(text).read_text()
         except OSError as err:
             raise CoemuInputError(text, None, f"config file cannot be read ({err.strerror})") from None
+    json_first = source == "--config" or source.endswith(".json")
     try:
-        config = yaml.safe_load(content) or {}
-    except yaml.YAMLError as err:
+        config = _load_text(content, json_first) or {}
+    except ValueError as err:
         raise CoemuInputError(source, None, f"not YAML or JSON ({err})") from None
     if not isinstance(config, dict):
         raise CoemuInputError(source, None, "must be a mapping of config sections")
@@ -293,8 +333,12 @@ def from_args(args: argparse.Namespace) -> dict:
             config.setdefault(name, {})
             if not isinstance(config[name], dict):
                 raise CoemuInputError(source, name, "must be a mapping", kind=CONFIG_KEY)
-            config[name][key] = value
+            old = config[name].get(key)
+            # an object option (training.pretrain, dask.slurm, ...) sets keys over --config's
+            config[name][key] = (
+                {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+            )
     where = " and ".join([source] * bool(source) + ["the command line"] * given) or None
     completed = complete(config, where)
-    check(completed, where, sections=config)
+    check(completed, where, sections=config, jobs=False)
     return completed

@@ -13,7 +13,7 @@ min_version("9.0")
 # The schema is the package's (coemu run by hand uses the same defaults); the
 # cross-field checks (coemu.settings.check) run before any job, too.
 validate(config, settings.SCHEMA_PATH)
-settings.check(config, "config")
+settings.check(config, ", ".join(map(str, workflow.configfiles)) or "config")
 
 SYNTHETIC = config["models"]["source"] == "synthetic"
 
@@ -97,10 +97,10 @@ TRAIN_THREADS = (
 )
 # SLURM: --gpus=N --cpus-per-gpu=C for GPU jobs (0: not a GPU job, --cpus-per-task=threads).
 TRAIN_CPUS_PER_GPU = TRAIN["cpus_per_gpu"] if TRAIN_GPUS else 0
-TRAIN_OMP = TRAIN["cpus_per_gpu"] if TRAIN_GPUS else TRAIN["threads_per_process"]
 # The same command for both stages; fine-tuning adds --init (the pretrained model).
 TRAIN_SHELL = (
-    "OMP_NUM_THREADS={params.omp} torchrun --standalone --nproc-per-node {params.nproc}"
+    "OMP_NUM_THREADS=$(( {threads} / {params.nproc} > 0 ? {threads} / {params.nproc} : 1 ))"
+    " torchrun --standalone --nproc-per-node {params.nproc}"
     " --signals-to-handle {params.signals} --no-python coemu train --stage {params.stage}"
     " --split {input.split:q} --stats {input.stats:q} --manifests {input.blocks:q}"
     " --out {params.out:q} {params.init:q} --config {params.config:q} --no-progress"

@@ -150,7 +150,7 @@ def run_timing(
             seconds = time_call(solve, repeats, device)
             rows.append(_row("coemu-solver", device, n_freq, 1, [s / n_cubes for s in seconds]))
             for name, model in (
-                ("coemunet", Emulator.from_checkpoint(model_path, device)),
+                ("coemunet", loaded[model_path].to(device)),
                 ("coemunet-paper", COEmuNet(n_freq=n_freq, grid=cubes[0].shape[-1]).to(device).eval()),
             ):
                 for batch in (1, large_batch):

@@ -12,6 +12,9 @@ from coemu.geometry.sphere import Extent, trim_to_sphere
 from coemu.hydro.model import HydroModel
 from coemu.io.errors import CoemuInputError
 
+#: Regridding methods: ``nearest`` = cell means of the points, empty cells from the nearest point.
+METHODS = ("nearest",)
+
 #: Cube-contract variables: name -> (units, long name).
 CUBE_VARIABLES = {
     "temperature": ("K", "gas kinetic temperature (CO-density-weighted cell mean)"),
@@ -31,6 +34,7 @@ def make_cubes(
     box_cells: int = 128,
     grid: int = 64,
     progress: bool = False,
+    method: str = "nearest",
 ) -> xr.Dataset:
     """Trim ``model`` to the global sphere, rotate it ``n_rotations`` times and regrid.
 
@@ -41,6 +45,7 @@ def make_cubes(
         n_rotations: number of viewing directions (rotation 0 = identity).
         box_cells, grid: cube geometry (see :class:`CubeGeometry`).
         progress: show a tqdm bar over rotations.
+        method: regridding method (:data:`METHODS`).
 
     Returns:
         The cube dataset of the contract: float32 ``temperature``,
@@ -51,6 +56,8 @@ def make_cubes(
         CoemuInputError: the model's domain is smaller than the sphere, or no
             point lies inside the sphere.
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown regridding method '{method}' (known: {', '.join(METHODS)})")
     extent = Extent.of_points(model.position)
     if extent.radius < radius * (1 - 1e-9):
         raise CoemuInputError(

@@ -115,7 +115,7 @@ def make_cube_block(
     sphere: str | Path,
     manifest: str | Path,
     settings: CubeSettings,
-    progress: bool = True,
+    progress: bool = False,
 ) -> int:
     """The cube files of a block of models; returns how many were made.
 

@@ -10,6 +10,7 @@ beside the weights (``{"kind", "kwargs", "model": state_dict, ...}``), so
 from __future__ import annotations
 
 import inspect
+import pickle
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -68,7 +69,7 @@ class Emulator(nn.Module):
         try:
             saved = checkpoint.load(path)
             kind, kwargs, state = saved["kind"], saved["kwargs"], saved["model"]
-        except (OSError, KeyError, RuntimeError, TypeError) as err:
+        except (OSError, KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError) as err:
             raise CoemuInputError(path, None, f"not a coemu model file ({err!r})") from None
         if kind not in _KINDS:
             raise CoemuInputError(

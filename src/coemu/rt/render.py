@@ -44,7 +44,7 @@ class RenderSettings:
         datafile: LAMDA file to use instead of the shipped one.
         v_turbulence: turbulent velocity, m s-1.
         background: ``zero`` or ``cmb``.
-        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1`` ...
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         dtype: ``float32`` (production) or ``float64`` (validation).
         compile: fuse the solver's per-segment kernels with torch.compile.
     """

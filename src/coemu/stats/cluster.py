@@ -40,7 +40,7 @@ def dask_client(settings: dict[str, Any] | None = None) -> Iterator[Any]:
         cluster = SLURMCluster(**slurm)
         cluster.scale(jobs=jobs)
         client = Client(cluster)
-    elif s["cluster"] == "local":
+    else:  # local (the schema allows no other)
         cluster = LocalCluster(
             n_workers=s["workers"],
             threads_per_worker=s["threads_per_worker"],
@@ -48,8 +48,6 @@ def dask_client(settings: dict[str, Any] | None = None) -> Iterator[Any]:
             dashboard_address=s["dashboard_address"],
         )
         client = Client(cluster)
-    else:
-        raise ValueError(f"dask cluster must be local or slurm, got '{s['cluster']}'")
     log.info("dask: %d workers, dashboard %s", len(client.scheduler_info()["workers"]), client.dashboard_link)
     try:
         yield client

@@ -152,7 +152,7 @@ def train(
     Raises:
         Preempted: SIGTERM or SIGUSR1 arrived; the checkpoint was saved.
     """
-    ctx = setup(settings.get("device", "auto"))
+    ctx = setup(settings["device"])
     stop = _StopFlag()
     try:
         trainer = Trainer(stage, split, stats, manifests, out_dir, settings, ctx, stop, init, progress)
@@ -239,8 +239,8 @@ class Trainer:
         )
         # every rank its own validation shard, without padding: an exact mean
         self.val_shard = Subset(self.val_set, range(ctx.rank, len(self.val_set), ctx.world_size))
-        self.workers = settings.get("num_workers", 0)
-        self.bf16 = bool(settings.get("bf16")) and ctx.device.type == "cuda"
+        self.workers = settings["num_workers"]
+        self.bf16 = settings["bf16"] and ctx.device.type == "cuda"
         self.ddp: torch.nn.Module = self.model
 
     def autocast(self):
