@@ -12,8 +12,10 @@ from coemu.geometry.sphere import Extent, trim_to_sphere
 from coemu.hydro.model import HydroModel
 from coemu.io.errors import CoemuInputError
 
-#: Regridding methods: ``nearest`` = cell means of the points, empty cells from the nearest point.
-METHODS = ("nearest",)
+#: Regridding methods: ``nearest``: cell means of the points, empty cells from the nearest point
+#: (:mod:`coemu.geometry.regrid`); ``reconstruct``: the fields rebuilt once per model on a fine
+#: grid, averaged over sub-points of every rotated cell (:mod:`coemu.geometry.reconstruct`).
+METHODS = ("nearest", "reconstruct")
 
 #: Cube-contract variables: name -> (units, long name).
 CUBE_VARIABLES = {
@@ -72,6 +74,13 @@ def make_cubes(
     values = {"number_density_co": model.number_density_co[keep], "temperature": model.temperature[keep]}
     geometry = CubeGeometry(radius, box_cells, grid)
     matrices = rotation_matrices(seed, model.name, n_rotations)
+    if method == "reconstruct":
+        from coemu.geometry.reconstruct import Reconstruction
+
+        rec = Reconstruction(position, values["number_density_co"], values["temperature"], velocity, geometry)
+        fields = [rec.cell_averages(m) for m in matrices]
+        stacked = {k: np.stack([f[k] for f in fields]).astype(np.float32) for k in CUBE_VARIABLES}
+        return cube_dataset(stacked, matrices, geometry, model.name)
     tree = cKDTree(position)
 
     shape = (n_rotations, grid, grid, grid)

@@ -33,6 +33,7 @@ class CubeSettings:
         rotations: viewing directions per model (0 = face-on).
         box_cells: cells across the sphere's box.
         grid: central cells kept per axis.
+        method: regridding method (:data:`coemu.geometry.cube.METHODS`).
         n_base, levels: AMR nodes per axis per level and levels of synthetic point clouds.
     """
 
@@ -40,6 +41,7 @@ class CubeSettings:
     rotations: int
     box_cells: int
     grid: int
+    method: str
     n_base: int
     levels: int
 
@@ -92,6 +94,7 @@ def make_cube_file(
         box_cells=settings.box_cells,
         grid=settings.grid,
         progress=progress,
+        method=settings.method,
     )
     cubes.attrs[FINGERPRINT_ATTR] = fingerprint or cube_fingerprint(model.name, source, radius, settings)
     t2 = time.perf_counter()
