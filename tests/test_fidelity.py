@@ -102,3 +102,26 @@ def test_the_method_is_a_setting_of_the_cube_stage(tmp_path):
         made[method] = xr.open_dataset(out)
     assert made["nearest"].attrs["coemu_fingerprint"] != made["reconstruct"].attrs["coemu_fingerprint"]
     assert not np.array_equal(made["nearest"].velocity_z, made["reconstruct"].velocity_z)
+
+
+def test_data_error_of_the_test_models_for_the_evaluation(tmp_path):
+    from coemu.evaluation.fidelity import data_error
+    from coemu.io.atomic import write_netcdf_atomic
+
+    radius, _ = global_radius(synthetic_extents(SEED, 4))
+    files = {}
+    for index in (1, 2):
+        model = synthetic_model(SEED, index, n_base=12, levels=2)
+        cube = make_cubes(model, radius, SEED, n_rotations=2, box_cells=16, grid=8)
+        write_netcdf_atomic(cube, tmp_path / f"{model.name}.nc")
+        files[model.name] = {"cube": tmp_path / f"{model.name}.nc"}
+    solver = RenderSettings.from_config(settings.complete({"images": {"channels": 3}}))
+    models = ["m00001", "m00002"]
+    three = data_error(models, files, SEED, solver, max_samples=3)
+    assert three["data_n_samples"] == 3  # both rotations of m00001, the first of m00002
+    assert 0 < three["data_maxrel_percent_median"] <= three["data_maxrel_percent_p95"]
+    assert -1 <= three["data_zncc_median"] <= 1
+    faceon = data_error(models, files, SEED, solver, max_samples=8, faceon=True)
+    assert faceon["data_n_samples"] == 2  # rotation 0 of each model
+    assert data_error(["wind3"], {"wind3": files["m00001"]}, SEED, solver, 4) is None  # not synthetic
+    assert data_error(models, files, SEED, solver, 0) is None

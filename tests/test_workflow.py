@@ -122,6 +122,9 @@ def test_default_config_end_to_end(finished_run):
     for stage, n_samples in (("pretrain", 1), ("finetune", 4)):  # 1 test model x rotations
         metrics = json.loads((workdir / f"results/evaluation/{stage}/metrics.json").read_text())
         assert metrics["n_samples"] == n_samples and metrics["test_models"] == split["test"]
+        # the data's own error beside the emulator's (synthetic models): every test sample here
+        assert metrics["data_n_samples"] == n_samples and metrics["data_maxrel_percent_median"] > 0
+        assert "data's own error" in (workdir / f"results/evaluation/{stage}/table.md").read_text()
         assert (workdir / f"results/evaluation/{stage}/examples.png").exists()
     timing = (workdir / "results/timing/timing.md").read_text()
     assert "| coemu-solver | cpu | 7 | 1 |" in timing and "| coemunet | cpu | 7 | 8 |" in timing

@@ -129,8 +129,20 @@ def cmd_train(args: argparse.Namespace, config: dict) -> None:
 def cmd_evaluate(args: argparse.Namespace, config: dict) -> None:
     """Metrics, table and figures of a trained model on the test models."""
     from coemu.evaluation.evaluate import evaluate
+    from coemu.rt.render import RenderSettings
 
-    evaluate(args.stage, args.model, args.split, args.stats, args.manifests, args.out, config["evaluation"])
+    synthetic = config["models"]["source"] == "synthetic"
+    reference = (config["seed"], RenderSettings.from_config(config)) if synthetic else None
+    evaluate(
+        args.stage,
+        args.model,
+        args.split,
+        args.stats,
+        args.manifests,
+        args.out,
+        config["evaluation"],
+        reference,
+    )
 
 
 def cmd_timing(args: argparse.Namespace, config: dict) -> None:
@@ -248,7 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
     p = _command(
-        sub, "evaluate", cmd_evaluate, "MaxRel, ZNCC, SSIM and figures on the test models", ["evaluation"]
+        sub,
+        "evaluate",
+        cmd_evaluate,
+        "MaxRel, ZNCC, SSIM and figures on the test models",
+        ["evaluation", ("models", ("source",))],  # images (the solver's settings): from --config
+        ["seed"],
     )
     p.add_argument("--stage", choices=settings.TRAINING_STAGES, required=True)
     p.add_argument("--model", type=Path, required=True, help="model.pt from coemu train")

@@ -182,6 +182,13 @@ def stage_config(config: Mapping[str, Any], stage: str) -> dict:
     if stage == "cubes":
         keys = ("n_base", "levels") if models["source"] == "synthetic" else ()
         return {"seed": config["seed"], "models": {k: models[k] for k in keys}, "cubes": config["cubes"]}
+    if stage == "evaluation":  # the data's own error: the solver, and which models are synthetic
+        return {
+            "seed": config["seed"],
+            "models": {"source": models["source"]},
+            "evaluation": config["evaluation"],
+            "images": config["images"],
+        }
     if stage in TRAINING_STAGES:
         other = TRAINING_STAGES[1 - TRAINING_STAGES.index(stage)]
         training = {k: v for k, v in config["training"].items() if k not in (other, *JOB_SIZE_KEYS)}
@@ -191,7 +198,6 @@ def stage_config(config: Mapping[str, Any], stage: str) -> dict:
         "images": ("images",),
         "split": ("split",),
         "stats": ("dask", "preprocessing"),
-        "evaluation": ("evaluation",),
         "timing": ("timing",),
     }
     if stage not in sections:

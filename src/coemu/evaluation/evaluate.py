@@ -63,12 +63,21 @@ def summarise(values: dict[str, np.ndarray]) -> dict:
 
 
 def markdown_table(stage: str, summary: dict) -> str:
-    return (
+    table = (
         f"| stage | samples | MaxRel median (%) | ZNCC mean | SSIM mean |\n"
         f"| --- | ---: | ---: | ---: | ---: |\n"
         f"| {stage} | {summary['n_samples']} | {summary['maxrel_percent_median']:.2f} | "
         f"{summary['zncc_mean']:.4f} | {summary['ssim_mean']:.4f} |\n"
     )
+    if "data_maxrel_percent_median" in summary:
+        table += (
+            f"\nThe data's own error on {summary['data_n_samples']} of these samples (the pipeline's"
+            f" images against the images of the models' analytic cubes): MaxRel median"
+            f" {summary['data_maxrel_percent_median']:.2f} % (95th percentile"
+            f" {summary['data_maxrel_percent_p95']:.2f} %), ZNCC median {summary['data_zncc_median']:.4f}."
+            f" An emulator error below it says nothing about the physics.\n"
+        )
+    return table
 
 
 def evaluate(
@@ -79,13 +88,17 @@ def evaluate(
     manifests: list[str | Path],
     out_dir: str | Path,
     settings: dict,
+    data_reference: tuple | None = None,
 ) -> dict:
     """Evaluate ``model_path`` on the test models of ``split_path``; returns the summary.
 
     Args:
         stats: stats/global.json (the preprocessing the model was trained with).
         manifests: the image block manifests (every model's files).
-        settings: the ``evaluation`` config section (batch_size, device).
+        settings: the ``evaluation`` config section (batch_size, device, data_error_samples).
+        data_reference: (data-set seed, RenderSettings) of synthetic models: the summary
+            then also holds the data's own error (:func:`coemu.evaluation.fidelity.data_error`)
+            on ``data_error_samples`` test samples.
     """
     out_dir = Path(out_dir)
     dev = resolve_device(settings["device"])
@@ -93,7 +106,8 @@ def evaluate(
     prep = Preprocessing.from_file(stats)
     if not split.get("test"):
         raise CoemuInputError(split_path, "test", "no test models")
-    dataset = EmulatorDataset(split["test"], read_manifests(manifests), prep, stage, source=split_path)
+    files = read_manifests(manifests)
+    dataset = EmulatorDataset(split["test"], files, prep, stage, source=split_path)
     model = Emulator.from_checkpoint(model_path, dev)
     target, prediction = predict(model, dataset, settings["batch_size"], dev)
     physical_t, physical_p = (
@@ -117,6 +131,14 @@ def evaluate(
     samples["ssim"].attrs = {"units": "1", "long_name": "SSIM averaged over channels (eq. 33-36)"}
     write_netcdf_atomic(samples, out_dir / "samples.nc")
     summary = summarise(values) | {"stage": stage, "test_models": split["test"]}
+    if data_reference is not None and settings["data_error_samples"] > 0:
+        from coemu.evaluation.fidelity import data_error
+
+        seed, solver = data_reference
+        data = data_error(
+            split["test"], files, seed, solver, settings["data_error_samples"], faceon=stage == "pretrain"
+        )
+        summary |= data or {}
     write_json_atomic(summary, out_dir / "metrics.json")
     with atomic_output(out_dir / "table.md") as tmp:
         tmp.write_text(markdown_table(stage, summary))

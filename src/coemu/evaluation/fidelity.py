@@ -34,9 +34,12 @@ def reference_dataset(cube: xr.Dataset, params: WindParameters, sub: int = 3) ->
 
 
 def data_fidelity(
-    cube: xr.Dataset, params: WindParameters, settings: RenderSettings, sub: int = 3
+    cube: xr.Dataset, params: WindParameters, settings: RenderSettings, sub: int = 3, faceon: bool = False
 ) -> dict[str, np.ndarray]:
     """Per rotation: the cube's errors against the analytic cube, and the images' MaxRel and ZNCC.
+
+    ``faceon``: compare the line-centre images only (the pretraining target) instead of
+    every channel of ``settings``.
 
     Returns:
         (n_rot,) arrays: ``maxrel_percent`` and ``zncc`` (pipeline image vs analytic image),
@@ -52,8 +55,12 @@ def data_fidelity(
     axes = (1, 2, 3)
     line = load_line(settings.molecule, settings.transition, settings.datafile)
     dx = float(cube.attrs["cell_size"])
+    frequencies = np.array([line.frequency]) if faceon else None
     images = [
-        torch.as_tensor(render_cube(ds, dx, settings, line)["intensity"].values, dtype=torch.float64)
+        torch.as_tensor(
+            render_cube(ds, dx, settings, line, frequencies=frequencies)["intensity"].values,
+            dtype=torch.float64,
+        )
         for ds in (ref, cube)
     ]
     return {
@@ -63,4 +70,52 @@ def data_fidelity(
         "temperature_rel_median": np.median(rel["temperature"], axis=axes),
         "velocity_abs_median": np.median(dv, axis=axes),
         "velocity_abs_p95": np.percentile(dv, 95, axis=axes),
+    }
+
+
+def data_error(
+    models: list[str],
+    files: dict,
+    seed: int,
+    settings: RenderSettings,
+    max_samples: int,
+    faceon: bool = False,
+) -> dict | None:
+    """The data's own error on the first ``max_samples`` (model, rotation) pairs of ``models``.
+
+    For the evaluation: the pipeline's images of the test models against the images
+    of their analytic cubes (synthetic models only), so that an emulator error can be
+    read against the error of the data it was trained and measured on. ``faceon``:
+    rotation 0 at the line centre only (one sample per model, the pretraining target).
+
+    Returns:
+        ``data_maxrel_percent_median``, ``data_maxrel_percent_p95``, ``data_zncc_median``,
+        ``data_n_samples``; None when a model is not synthetic or ``max_samples`` is 0.
+    """
+    from coemu.hydro.catalog import synthetic_index
+    from coemu.hydro.synthetic import draw_parameters
+
+    maxrel, correlation = [], []
+    for model in models:
+        if len(maxrel) >= max_samples:
+            break
+        try:
+            index = synthetic_index(model)
+        except ValueError:
+            return None
+        with xr.open_dataset(files[model]["cube"]) as ds:
+            cube = ds.load()
+        k = 1 if faceon else min(cube.sizes["rotation"], max_samples - len(maxrel))
+        fid = data_fidelity(
+            cube.isel(rotation=slice(0, k)), draw_parameters(seed, index), settings, faceon=faceon
+        )
+        maxrel += list(fid["maxrel_percent"])
+        correlation += list(fid["zncc"])
+    if not maxrel:
+        return None
+    return {
+        "data_maxrel_percent_median": float(np.median(maxrel)),
+        "data_maxrel_percent_p95": float(np.percentile(maxrel, 95)),
+        "data_zncc_median": float(np.median(correlation)),
+        "data_n_samples": len(maxrel),
     }
