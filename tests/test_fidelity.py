@@ -7,9 +7,9 @@ import pytest
 
 from coemu import settings
 from coemu.evaluation.fidelity import data_fidelity, reference_dataset
-from coemu.evaluation.reference import analytic_cubes, sub_offsets
+from coemu.evaluation.reference import analytic_cubes
 from coemu.geometry.cube import make_cubes
-from coemu.geometry.regrid import CubeGeometry
+from coemu.geometry.regrid import CubeGeometry, sub_offsets
 from coemu.geometry.rotations import rotation_matrices
 from coemu.geometry.sphere import global_radius
 from coemu.hydro.sources import synthetic_extents

@@ -17,14 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from coemu.geometry.regrid import CubeGeometry
+from coemu.geometry.regrid import CubeGeometry, rotated_cell_means
 from coemu.hydro.synthetic import WindParameters, wind_fields
-
-
-def sub_offsets(sub: int, dx: float) -> np.ndarray:
-    """(sub^3, 3) offsets of the midpoint-rule points of a cell of size ``dx`` (m) from its centre."""
-    u = ((np.arange(sub) + 0.5) / sub - 0.5) * dx
-    return np.stack(np.meshgrid(u, u, u, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
 def analytic_cubes(
@@ -49,27 +43,10 @@ def analytic_cubes(
         ``temperature`` (K), ``number_density_co`` (m-3), ``velocity_z`` (m s-1):
         (n_rot, grid, grid, grid) float64.
     """
-    g = geometry.grid
-    c = geometry.centres
-    offsets = sub_offsets(sub, geometry.cell_size)
-    centre = np.zeros(3) if centre is None else np.asarray(centre, dtype=np.float64)
-    shape = (matrices.shape[0], g, g, g)
-    out = {k: np.empty(shape) for k in ("temperature", "number_density_co", "velocity_z")}
-    for r, matrix in enumerate(matrices):
-        for i0 in range(0, g, slab):
-            xs = c[i0 : i0 + slab]
-            cells = np.stack(np.meshgrid(xs, c, c, indexing="ij"), axis=-1).reshape(-1, 1, 3)
-            points = (cells + offsets[None]).reshape(-1, 3)  # cube frame
-            fields = wind_fields(points @ matrix + centre, params)  # x = R^T x' + c
-            n = fields["number_density_co"].reshape(-1, len(offsets))
-            t = fields["temperature"].reshape(-1, len(offsets))
-            v = (fields["velocity"] @ matrix[2]).reshape(-1, len(offsets))
-            total = n.sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                weighted_t = np.where(total > 0, (n * t).sum(axis=1) / total, t.mean(axis=1))
-                weighted_v = np.where(total > 0, (n * v).sum(axis=1) / total, v.mean(axis=1))
-            block = (len(xs), g, g)
-            out["number_density_co"][r, i0 : i0 + slab] = (total / len(offsets)).reshape(block)
-            out["temperature"][r, i0 : i0 + slab] = weighted_t.reshape(block)
-            out["velocity_z"][r, i0 : i0 + slab] = weighted_v.reshape(block)
-    return out
+
+    def sample(points):
+        fields = wind_fields(points, params)
+        return fields["number_density_co"], fields["temperature"], fields["velocity"]
+
+    per_rotation = [rotated_cell_means(geometry, m, sample, sub, centre, slab) for m in matrices]
+    return {name: np.stack([r[name] for r in per_rotation]) for name in per_rotation[0]}

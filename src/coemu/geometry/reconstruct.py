@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 
-from coemu.geometry.regrid import CubeGeometry
+from coemu.geometry.regrid import CubeGeometry, rotated_cell_means
 
 #: Nodes with less splatted weight than this take the coarser grid's value (higher values
 #: smooth more). bench/fidelity.py on the default config's 12 models x 4 rotations: 0.5 gives
@@ -127,29 +127,17 @@ class Reconstruction:
         )
         return out[0, :, 0, 0].double().cpu().numpy()
 
-    def cell_averages(self, matrix: np.ndarray, sub: int = 2, slab: int = 8) -> dict[str, np.ndarray]:
+    def cell_averages(self, matrix: np.ndarray, sub: int = 2) -> dict[str, np.ndarray]:
         """(grid, grid, grid) cell averages for the rotation ``matrix`` (x' = R x).
 
         Returns:
             ``number_density_co`` (arithmetic mean), ``temperature`` and ``velocity_z``
-            (CO-density-weighted means) over ``sub^3`` midpoint points per cell.
+            (CO-density-weighted means) over ``sub^3`` midpoint points per cell
+            (:func:`coemu.geometry.regrid.rotated_cell_means`).
         """
-        g = self.geometry.grid
-        c = self.geometry.centres
-        dx = self.geometry.cell_size
-        u = ((np.arange(sub) + 0.5) / sub - 0.5) * dx
-        offsets = np.stack(np.meshgrid(u, u, u, indexing="ij"), axis=-1).reshape(1, -1, 3)
-        out = {k: np.empty((g, g, g)) for k in ("number_density_co", "temperature", "velocity_z")}
-        for i0 in range(0, g, slab):
-            xs = c[i0 : i0 + slab]
-            cells = np.stack(np.meshgrid(xs, c, c, indexing="ij"), axis=-1).reshape(-1, 1, 3)
-            points = (cells + offsets).reshape(-1, 3) @ matrix  # x = R^T x'
-            s = self.sample(points).reshape(5, -1, offsets.shape[1])
-            n = np.exp(s[0])
-            v_z = np.einsum("j,jcs->cs", matrix[2], s[2:5])
-            total = n.sum(axis=1)
-            block = (len(xs), g, g)
-            out["number_density_co"][i0 : i0 + slab] = (total / offsets.shape[1]).reshape(block)
-            out["temperature"][i0 : i0 + slab] = ((n * s[1]).sum(axis=1) / total).reshape(block)
-            out["velocity_z"][i0 : i0 + slab] = ((n * v_z).sum(axis=1) / total).reshape(block)
-        return out
+
+        def sample(points):
+            s = self.sample(points)
+            return np.exp(s[0]), s[1], s[2:5].T
+
+        return rotated_cell_means(self.geometry, matrix, sample, sub)

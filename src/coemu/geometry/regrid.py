@@ -143,3 +143,52 @@ def fill_empty(
     _, nearest = tree.query(centres, workers=int(os.environ.get("OMP_NUM_THREADS", -1)))
     for name, arr in fields.items():
         arr.reshape(-1)[empty] = point_values[name][nearest]
+
+
+def sub_offsets(sub: int, dx: float) -> np.ndarray:
+    """(sub^3, 3) offsets of the midpoint-rule points of a cell of size ``dx`` (m) from its centre."""
+    u = ((np.arange(sub) + 0.5) / sub - 0.5) * dx
+    return np.stack(np.meshgrid(u, u, u, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def rotated_cell_means(
+    geometry: CubeGeometry,
+    matrix: np.ndarray,
+    sample,
+    sub: int,
+    centre: np.ndarray | None = None,
+    slab: int = 8,
+) -> dict[str, np.ndarray]:
+    """Means over ``sub^3`` midpoint points of every cell of the cube rotated by ``matrix``.
+
+    A cube point ``x'`` is the model point ``x = R^T x' + centre``; the line-of-sight
+    velocity is ``(R v)_z``. The weighting is this module's: CO density arithmetically,
+    temperature and ``v_z`` CO-density-weighted (arithmetic means in a cell whose
+    densities are all zero).
+
+    Args:
+        sample: model-frame points (P, 3) m -> (n (P,) m-3, T (P,) K, v (P, 3) m s-1).
+        slab: x-planes of cells sampled at once (memory: slab x grid^2 x sub^3 points).
+
+    Returns:
+        ``number_density_co``, ``temperature``, ``velocity_z``: (grid, grid, grid) float64.
+    """
+    g, c = geometry.grid, geometry.centres
+    offsets = sub_offsets(sub, geometry.cell_size)[None]
+    k = offsets.shape[1]
+    centre = np.zeros(3) if centre is None else np.asarray(centre, dtype=np.float64)
+    out = {name: np.empty((g, g, g)) for name in ("number_density_co", "temperature", "velocity_z")}
+    for i0 in range(0, g, slab):
+        xs = c[i0 : i0 + slab]
+        cells = np.stack(np.meshgrid(xs, c, c, indexing="ij"), axis=-1).reshape(-1, 1, 3)
+        n, t, v = sample((cells + offsets).reshape(-1, 3) @ matrix + centre)
+        n, t, v_z = n.reshape(-1, k), t.reshape(-1, k), (v @ matrix[2]).reshape(-1, k)
+        total = n.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weighted_t = np.where(total > 0, (n * t).sum(axis=1) / total, t.mean(axis=1))
+            weighted_v = np.where(total > 0, (n * v_z).sum(axis=1) / total, v_z.mean(axis=1))
+        block = (len(xs), g, g)
+        out["number_density_co"][i0 : i0 + slab] = (total / k).reshape(block)
+        out["temperature"][i0 : i0 + slab] = weighted_t.reshape(block)
+        out["velocity_z"][i0 : i0 + slab] = weighted_v.reshape(block)
+    return out
