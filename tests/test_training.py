@@ -165,3 +165,34 @@ def test_stop_signal_saves_a_checkpoint_and_exits_for_requeue(
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stderr
     assert [r["epoch"] for r in history(out)] == ["1", "2", "3"]
+
+
+class _SlowStart(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)])
+
+
+def _slow_init(worker_id):
+    """The worker's init function after a pause: a signal can arrive before it runs."""
+    from coemu.training.loop import _ignore_stop_signals
+
+    time.sleep(1.0)
+    _ignore_stop_signals(worker_id)
+
+
+def test_a_stop_signal_while_dataloader_workers_start_does_not_kill_them():
+    """SIGTERM from outside (as SLURM sends it) to a worker that has not yet run its init
+    function: blocked at the start, it is discarded there, and the batches all arrive."""
+    from torch.utils.data import DataLoader
+
+    from coemu.training.loop import _workers_started
+
+    loader = DataLoader(_SlowStart(), batch_size=1, num_workers=1, worker_init_fn=_slow_init)
+    batches = _workers_started(loader)
+    worker = batches._workers[0].pid
+    time.sleep(0.2)  # the worker is in its init function's pause
+    subprocess.run(["kill", "-TERM", str(worker)], check=True)
+    assert [float(b) for b in batches] == [0.0, 1.0, 2.0, 3.0]

@@ -84,12 +84,16 @@ class _Skip(Sampler):
         return max(0, len(self.sampler) - self.skip)
 
 
+#: The signals that stop a run after its current batch (SLURM's preemption and time-limit warning).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGUSR1}
+
+
 class _StopFlag:
     """Set by SIGTERM / SIGUSR1; checked between batches."""
 
     def __init__(self):
         self.raised = False
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
@@ -100,10 +104,29 @@ def _ignore_stop_signals(worker_id: int) -> None:
     """In DataLoader workers: leave SIGTERM/SIGUSR1 to the training process.
 
     SLURM and torchrun signal every process; a worker killed by SIGTERM would
-    make its parent fail before it can save a checkpoint.
+    make its parent fail before it can save a checkpoint. The workers start
+    with the signals blocked (:func:`_workers_started`), so one that arrives
+    before this function runs stays pending and is discarded here.
     """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _workers_started(loader: DataLoader):
+    """``iter(loader)``, its worker processes started with SIGTERM/SIGUSR1 blocked.
+
+    torch installs its own SIGTERM handler in a new worker before the worker's
+    init function runs; a signal in between killed the worker and so the run
+    (seen in CI when the signal came as an epoch's workers started). Blocked,
+    it waits: the workers ignore it (:func:`_ignore_stop_signals`) and this
+    process receives it when the block ends, so it stops after its batch.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -318,12 +341,12 @@ class Trainer:
         )
         self.ddp.train()
         total, count = self.partial
-        batches = loader
+        batches = _workers_started(loader)
         if self.progress and self.ctx.is_main:
             from tqdm import tqdm
 
             desc = f"{self.stage} epoch {self.epoch + 1}/{self.s['epochs']}"
-            batches = tqdm(loader, desc=desc, unit="batch", file=sys.stderr)
+            batches = tqdm(batches, total=len(loader), desc=desc, unit="batch", file=sys.stderr)
         for x, y in batches:
             x, y = x.to(self.ctx.device, non_blocking=True), y.to(self.ctx.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
@@ -367,7 +390,7 @@ class Trainer:
             num_workers=self.workers,
             worker_init_fn=_ignore_stop_signals,
         )
-        for x, y in loader:
+        for x, y in _workers_started(loader):
             x, y = x.to(self.ctx.device), y.to(self.ctx.device)
             with self.autocast():
                 prediction = self.model(x)
