@@ -54,7 +54,7 @@ def test_each_section_reaches_the_code_as_one_object():
     """The settings objects have exactly the schema's keys (a key on one side only fails here)."""
     props = settings.schema()["properties"]
     assert {f.name for f in dataclasses.fields(RenderSettings)} == set(props["images"]["properties"])
-    cube_keys = set(props["cubes"]["properties"]) | {"seed", "n_base", "levels"}
+    cube_keys = set(props["cubes"]["properties"]) | {"seed", "n_base", "levels", "finest_spacing"}
     assert {f.name for f in dataclasses.fields(CubeSettings)} == cube_keys
     config = settings.complete({"images": {"channels": 3}})
     assert RenderSettings.from_config(config).channels == 3

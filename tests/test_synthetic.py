@@ -74,12 +74,47 @@ def test_spiral_breaks_azimuthal_symmetry_in_the_orbital_plane():
     assert rho.max() / rho.min() > 1.5
 
 
-def test_points_are_denser_near_the_centre():
-    m = synthetic_model(5, 0, n_base=16, levels=4)
-    half = np.abs(m.position).max(axis=0)
-    inner = (np.abs(m.position) < half / 8).all(axis=1).sum() / (1 / 8) ** 3
-    outer = (~(np.abs(m.position) < half / 2).all(axis=1)).sum() / (1 - (1 / 2) ** 3)
-    assert inner > 20 * outer  # points per unit (fractional) volume
+def test_points_are_denser_near_the_agb_star():
+    m = synthetic_model(5, 0, n_base=16, levels=4, finest_spacing=1.0)
+    star = orbit(draw_parameters(5, 0))["agb"]
+    near = (np.abs(m.position - star) < 8 * AU).all(axis=1).sum() / (16 * AU) ** 3
+    far = (np.linalg.norm(m.position, axis=1) > 100 * AU).sum()
+    assert near > 100 * far / (8 * np.prod(draw_parameters(5, 0).domain_half_extent) * AU**3)
+
+
+def test_levels_are_nested_lattices_with_doubling_spacings():
+    """Each level's nodes are integer multiples of its spacing from the domain's centre, the
+    spacings double from finest_spacing outwards, and no point is repeated."""
+    finest = 0.5 * AU
+    m = synthetic_model(7, 2, n_base=16, levels=7, finest_spacing=0.5)  # 32 au down to 0.5 au
+    points = m.position[:-8]  # the domain's corners come last
+    distance = np.linalg.norm(points - orbit(draw_parameters(7, 2))["agb"], axis=1)
+    on = {}
+    for k in range(5):
+        s = finest * 2**k
+        on[k] = np.all(np.abs(points / s - np.round(points / s)) < 1e-6, axis=1)
+    assert on[0].all()  # every point is on the finest lattice
+    assert on[0][distance < 3 * finest].all() and not on[1][distance < 3 * finest].all()
+    assert on[3][distance > 60 * finest].all()  # beyond the 2 au level's box: 4 au and coarser
+    assert len(np.unique(np.round(points / finest), axis=0)) == len(points)
+
+
+def test_random_layout_has_the_same_points_per_level_at_random_positions():
+    a = synthetic_model(7, 2, n_base=16, levels=5, finest_spacing=0.5)
+    b = synthetic_model(7, 2, n_base=16, levels=5, finest_spacing=0.5, layout="random")
+    again = synthetic_model(7, 2, n_base=16, levels=5, finest_spacing=0.5, layout="random")
+    assert a.n_points == b.n_points
+    np.testing.assert_array_equal(b.position, again.position)  # drawn from (seed, index)
+    np.testing.assert_array_equal(Extent.of_points(a.position).upper, Extent.of_points(b.position).upper)
+    star = orbit(draw_parameters(7, 2))["agb"]
+    for radius in (2 * AU, 8 * AU):  # as many points near the star, to within Poisson noise
+        na = (np.linalg.norm(a.position - star, axis=1) < radius).sum()
+        nb = (np.linalg.norm(b.position - star, axis=1) < radius).sum()
+        assert abs(na - nb) < 5 * np.sqrt(na) + 10
+    on = np.all(np.abs(b.position / (0.5 * AU) - np.round(b.position / (0.5 * AU))) < 1e-6, axis=1)
+    assert on.mean() < 0.01
+    with pytest.raises(ValueError, match="unknown point layout"):
+        synthetic_model(7, 2, n_base=8, levels=2, layout="grid")
 
 
 def test_extents_from_parameters_equal_the_points_bounding_box():

@@ -28,7 +28,9 @@ def cmd_hydro(args: argparse.Namespace, config: dict) -> None:
     from coemu.hydro.sources import write_synthetic_model
 
     m = config["models"]
-    model = write_synthetic_model(args.output, args.index, config["seed"], m["n_base"], m["levels"])
+    model = write_synthetic_model(
+        args.output, args.index, config["seed"], m["n_base"], m["levels"], m["finest_spacing"], args.layout
+    )
     log.info("wrote %s (%d points)", args.output, model.n_points)
 
 
@@ -177,11 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coemu", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    synthetic = ("models", ("n_base", "levels"))
+    synthetic = ("models", ("n_base", "levels", "finest_spacing"))
 
     p = _command(sub, "hydro", cmd_hydro, "write a synthetic hydro model as netCDF", [synthetic], ["seed"])
     p.add_argument("output", type=Path)
     p.add_argument("--index", type=int, required=True, help="model number")
+    p.add_argument(
+        "--layout",
+        choices=("amr", "random"),
+        default="amr",
+        help="points on nested lattices (the pipeline's models) or as many uniformly random points"
+        " per level (an unstructured cloud)",
+    )
 
     p = _command(
         sub,

@@ -180,7 +180,7 @@ def stage_config(config: Mapping[str, Any], stage: str) -> dict:
         keys = ("source", "count") if models["source"] == "synthetic" else ("source", "directory")
         return {"seed": config["seed"], "models": {k: models[k] for k in keys}}
     if stage == "cubes":
-        keys = ("n_base", "levels") if models["source"] == "synthetic" else ()
+        keys = ("n_base", "levels", "finest_spacing") if models["source"] == "synthetic" else ()
         return {"seed": config["seed"], "models": {k: models[k] for k in keys}, "cubes": config["cubes"]}
     if stage == "evaluation":  # the data's own error: the solver, and which models are synthetic
         return {

@@ -12,9 +12,10 @@ from coemu.geometry.sphere import Extent, trim_to_sphere
 from coemu.hydro.model import HydroModel
 from coemu.io.errors import CoemuInputError
 
-#: Regridding methods: ``nearest``: cell means of the points, empty cells from the nearest point
-#: (:mod:`coemu.geometry.regrid`); ``reconstruct``: the fields rebuilt once per model on a fine
-#: grid, averaged over sub-points of every rotated cell (:mod:`coemu.geometry.reconstruct`).
+#: Regridding methods: ``reconstruct`` (the default): the fields rebuilt once per model on nested
+#: grids aligned with the points, averaged over sub-points of every rotated cell
+#: (:mod:`coemu.geometry.reconstruct`); ``nearest``: cell means of the points, empty cells from the
+#: nearest point (:mod:`coemu.geometry.regrid`).
 METHODS = ("nearest", "reconstruct")
 
 #: Cube-contract variables: name -> (units, long name).
@@ -36,7 +37,7 @@ def make_cubes(
     box_cells: int = 128,
     grid: int = 64,
     progress: bool = False,
-    method: str = "nearest",
+    method: str = "reconstruct",
 ) -> xr.Dataset:
     """Trim ``model`` to the global sphere, rotate it ``n_rotations`` times and regrid.
 
@@ -74,15 +75,6 @@ def make_cubes(
     values = {"number_density_co": model.number_density_co[keep], "temperature": model.temperature[keep]}
     geometry = CubeGeometry(radius, box_cells, grid)
     matrices = rotation_matrices(seed, model.name, n_rotations)
-    if method == "reconstruct":
-        from coemu.geometry.reconstruct import Reconstruction
-
-        rec = Reconstruction(position, values["number_density_co"], values["temperature"], velocity, geometry)
-        fields = [rec.cell_averages(m) for m in matrices]
-        stacked = {k: np.stack([f[k] for f in fields]).astype(np.float32) for k in CUBE_VARIABLES}
-        return cube_dataset(stacked, matrices, geometry, model.name)
-    tree = cKDTree(position)
-
     shape = (n_rotations, grid, grid, grid)
     out = {name: np.empty(shape, dtype=np.float32) for name in CUBE_VARIABLES}
     iterator = range(n_rotations)
@@ -90,6 +82,16 @@ def make_cubes(
         from tqdm import tqdm
 
         iterator = tqdm(iterator, desc=f"cubes {model.name}", unit="rot")
+    if method == "reconstruct":
+        from coemu.geometry.reconstruct import Reconstruction
+
+        rec = Reconstruction(position, values["number_density_co"], values["temperature"], velocity, geometry)
+        for r in iterator:
+            fields = rec.cell_averages(matrices[r])
+            for name in CUBE_VARIABLES:
+                out[name][r] = fields[name]
+        return cube_dataset(out, matrices, geometry, model.name)
+    tree = cKDTree(position)
     for r in iterator:
         matrix = matrices[r]
         v_z = line_of_sight_velocity(velocity, matrix)

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CubeSettings:
     """The cube stage's settings: the ``cubes`` section, the data-set ``seed`` and the
-    synthetic models' point-cloud resolution (``models.n_base``, ``models.levels``).
+    synthetic models' point-cloud layout (``models.n_base``, ``levels``, ``finest_spacing``).
 
     Attributes:
         seed: data-set seed (rotations; synthetic models).
@@ -34,7 +34,8 @@ class CubeSettings:
         box_cells: cells across the sphere's box.
         grid: central cells kept per axis.
         method: regridding method (:data:`coemu.geometry.cube.METHODS`).
-        n_base, levels: AMR nodes per axis per level and levels of synthetic point clouds.
+        n_base, levels, finest_spacing: the synthetic point clouds' layout
+            (:func:`coemu.hydro.synthetic.amr_points`).
     """
 
     seed: int
@@ -44,12 +45,14 @@ class CubeSettings:
     method: str
     n_base: int
     levels: int
+    finest_spacing: float
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CubeSettings:
         """From a completed config (``coemu.settings.complete``)."""
         m = config["models"]
-        return cls(seed=config["seed"], n_base=m["n_base"], levels=m["levels"], **config["cubes"])
+        layout = {k: m[k] for k in ("n_base", "levels", "finest_spacing")}
+        return cls(seed=config["seed"], **layout, **config["cubes"])
 
 
 def cube_fingerprint(model_id: str, source: Path | None, radius: float, settings: CubeSettings) -> str:
@@ -57,12 +60,17 @@ def cube_fingerprint(model_id: str, source: Path | None, radius: float, settings
     from coemu.io.provenance import code_digest, file_identity, fingerprint
 
     origin = (
-        {"synthetic": model_id, "n_base": settings.n_base, "levels": settings.levels}
+        {
+            "synthetic": model_id,
+            "n_base": settings.n_base,
+            "levels": settings.levels,
+            "finest_spacing": settings.finest_spacing,
+        }
         if source is None
         else {"file": str(source), **file_identity(source)}
     )
     s = asdict(settings)
-    del s["n_base"], s["levels"]  # in the source (synthetic models only)
+    del s["n_base"], s["levels"], s["finest_spacing"]  # in the source (synthetic models only)
     return fingerprint(model=model_id, source=origin, radius=radius, **s, code=code_digest("cubes"))
 
 
@@ -84,7 +92,9 @@ def make_cube_file(
     from coemu.io.provenance import FINGERPRINT_ATTR
 
     t0 = time.perf_counter()
-    model = model_for(model_id, source, settings.seed, settings.n_base, settings.levels)
+    model = model_for(
+        model_id, source, settings.seed, settings.n_base, settings.levels, settings.finest_spacing
+    )
     t1 = time.perf_counter()
     cubes = make_cubes(
         model,

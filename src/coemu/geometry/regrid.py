@@ -17,7 +17,12 @@ an octree mean):
   energy and the momentum of the CO gas and describe the gas that actually
   emits (arithmetic means where a cell's densities are all zero).
 
-Cells that no point falls in take the values of the nearest point
+This module's ``cell_averages`` and ``fill_empty`` are ``cubes.method:
+nearest``; the default, ``reconstruct`` (:mod:`coemu.geometry.reconstruct`),
+samples a reconstruction of the fields at sub-points of every cell instead and
+shares :func:`weighted_means` and :func:`rotated_cell_means` with the analytic
+reference (:mod:`coemu.evaluation.reference`). With ``nearest``, cells that no
+point falls in take the values of the nearest point
 (nearest-neighbour interpolation through a k-d tree, queried on
 ``OMP_NUM_THREADS`` threads, all cores when unset), so the cube never
 contains NaN. All steps are vectorised (``numpy.bincount``,
@@ -151,44 +156,69 @@ def sub_offsets(sub: int, dx: float) -> np.ndarray:
     return np.stack(np.meshgrid(u, u, u, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
+def weighted_means(n, t, v_z) -> tuple:
+    """Cell values from (K, S) samples of K cells (numpy arrays or torch tensors): this module's
+    weighting.
+
+    Returns:
+        (K,) CO density (arithmetic mean), temperature and ``v_z`` (CO-density-weighted
+        means; arithmetic means in a cell whose densities are all zero).
+    """
+    xp = np if isinstance(n, np.ndarray) else __import__("torch")
+    total = n.sum(1)
+    positive = total > 0
+    safe = xp.where(positive, total, xp.ones_like(total))
+    weighted_t = xp.where(positive, (n * t).sum(1) / safe, t.mean(1))
+    weighted_v = xp.where(positive, (n * v_z).sum(1) / safe, v_z.mean(1))
+    return total / n.shape[1], weighted_t, weighted_v
+
+
 def rotated_cell_means(
     geometry: CubeGeometry,
     matrix: np.ndarray,
     sample,
-    sub: int,
+    sub: int | np.ndarray,
     centre: np.ndarray | None = None,
-    slab: int = 8,
+    max_points: int = 2**21,
 ) -> dict[str, np.ndarray]:
     """Means over ``sub^3`` midpoint points of every cell of the cube rotated by ``matrix``.
 
     A cube point ``x'`` is the model point ``x = R^T x' + centre``; the line-of-sight
-    velocity is ``(R v)_z``. The weighting is this module's: CO density arithmetically,
-    temperature and ``v_z`` CO-density-weighted (arithmetic means in a cell whose
-    densities are all zero).
+    velocity is ``(R v)_z``. The weighting is :func:`weighted_means`'.
 
     Args:
         sample: model-frame points (P, 3) m -> (n (P,) m-3, T (P,) K, v (P, 3) m s-1).
-        slab: x-planes of cells sampled at once (memory: slab x grid^2 x sub^3 points).
+        sub: midpoint points per cell axis: one number, or a (grid, grid, grid) integer
+            array (cells where the fields vary within the cell can take more).
+        max_points: sub-points sampled at once (memory: about 100 bytes each).
 
     Returns:
         ``number_density_co``, ``temperature``, ``velocity_z``: (grid, grid, grid) float64.
     """
-    g, c = geometry.grid, geometry.centres
-    offsets = sub_offsets(sub, geometry.cell_size)[None]
-    k = offsets.shape[1]
+    g, c, dx = geometry.grid, geometry.centres, geometry.cell_size
     centre = np.zeros(3) if centre is None else np.asarray(centre, dtype=np.float64)
-    out = {name: np.empty((g, g, g)) for name in ("number_density_co", "temperature", "velocity_z")}
-    for i0 in range(0, g, slab):
-        xs = c[i0 : i0 + slab]
-        cells = np.stack(np.meshgrid(xs, c, c, indexing="ij"), axis=-1).reshape(-1, 1, 3)
-        n, t, v = sample((cells + offsets).reshape(-1, 3) @ matrix + centre)
-        n, t, v_z = n.reshape(-1, k), t.reshape(-1, k), (v @ matrix[2]).reshape(-1, k)
-        total = n.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            weighted_t = np.where(total > 0, (n * t).sum(axis=1) / total, t.mean(axis=1))
-            weighted_v = np.where(total > 0, (n * v_z).sum(axis=1) / total, v_z.mean(axis=1))
-        block = (len(xs), g, g)
-        out["number_density_co"][i0 : i0 + slab] = (total / k).reshape(block)
-        out["temperature"][i0 : i0 + slab] = weighted_t.reshape(block)
-        out["velocity_z"][i0 : i0 + slab] = weighted_v.reshape(block)
-    return out
+    subs = np.broadcast_to(np.asarray(sub, dtype=np.int64), (g, g, g))
+    names = ("number_density_co", "temperature", "velocity_z")
+    out = {name: np.empty(g**3) for name in names}
+    for s in np.unique(subs):
+        cells = np.flatnonzero(subs.ravel() == s)
+        offsets = sub_offsets(int(s), dx)[None]
+        k = offsets.shape[1]
+        step = max(1, max_points // k)
+        for a in range(0, cells.size, step):
+            flat = cells[a : a + step]
+            i, rest = np.divmod(flat, g * g)
+            j, kk = np.divmod(rest, g)
+            points = np.stack([c[i], c[j], c[kk]], axis=1)[:, None] + offsets
+            n, t, v = sample(points.reshape(-1, 3) @ matrix + centre)
+            means = weighted_means(n.reshape(-1, k), t.reshape(-1, k), (v @ matrix[2]).reshape(-1, k))
+            for name, m in zip(names, means, strict=True):
+                out[name][flat] = m
+    return {name: v.reshape(g, g, g) for name, v in out.items()}
+
+
+def cell_centres_in_model_frame(geometry: CubeGeometry, matrix: np.ndarray) -> np.ndarray:
+    """(grid, grid, grid, 3) model-frame centres ``R^T x'`` of the cells of the rotated cube, m."""
+    c = geometry.centres
+    cells = np.stack(np.meshgrid(c, c, c, indexing="ij"), axis=-1)
+    return cells @ matrix

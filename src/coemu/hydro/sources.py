@@ -8,7 +8,7 @@ from coemu.geometry.sphere import Extent
 from coemu.hydro.catalog import synthetic_model_id
 from coemu.hydro.model import HydroModel
 from coemu.hydro.readers import read_hydro_model
-from coemu.hydro.synthetic import domain_bounds, draw_parameters, synthetic_model
+from coemu.hydro.synthetic import FINEST_SPACING, domain_bounds, draw_parameters, synthetic_model
 
 
 def load_model(
@@ -17,13 +17,15 @@ def load_model(
     seed: int = 0,
     n_base: int = 32,
     levels: int = 3,
+    finest_spacing: float = FINEST_SPACING,
 ) -> HydroModel:
-    """A validated model: read from ``path``, or synthetic model ``synthetic_index``."""
+    """A validated model: read from ``path``, or synthetic model ``synthetic_index`` (its layout:
+    :func:`coemu.hydro.synthetic.amr_points`)."""
     if (path is None) == (synthetic_index is None):
         raise ValueError("give exactly one of path and synthetic_index")
     if path is not None:
         return read_hydro_model(path)
-    return synthetic_model(seed, synthetic_index, n_base=n_base, levels=levels)
+    return synthetic_model(seed, synthetic_index, n_base, levels, finest_spacing)
 
 
 def synthetic_extents(seed: int, count: int) -> dict[str, Extent]:
@@ -47,7 +49,12 @@ def file_extents(files: dict[str, Path], progress: bool = False) -> dict[str, Ex
 
 
 def model_for(
-    model_id: str | None, path: str | Path | None, seed: int, n_base: int, levels: int
+    model_id: str | None,
+    path: str | Path | None,
+    seed: int,
+    n_base: int,
+    levels: int,
+    finest_spacing: float = FINEST_SPACING,
 ) -> HydroModel:
     """The model a cube job works on: the file ``path``, or synthetic ``model_id`` (``m00042``).
 
@@ -63,19 +70,28 @@ def model_for(
             index = synthetic_index(model_id or "")
         except ValueError as err:
             raise CoemuInputError(None, "model", f"{err}; give a model file for other models") from None
-        return load_model(synthetic_index=index, seed=seed, n_base=n_base, levels=levels)
+        return load_model(None, index, seed, n_base, levels, finest_spacing)
     model = load_model(path=path)
     if model_id is not None and model_id != model.name:
         raise CoemuInputError(path, None, f"file holds model '{model.name}', not '{model_id}'")
     return model
 
 
-def write_synthetic_model(output: str | Path, index: int, seed: int, n_base: int, levels: int) -> HydroModel:
-    """Synthetic model ``index`` as a hydro-model netCDF file (its drawn parameters as attributes)."""
+def write_synthetic_model(
+    output: str | Path,
+    index: int,
+    seed: int,
+    n_base: int,
+    levels: int,
+    finest_spacing: float = FINEST_SPACING,
+    layout: str = "amr",
+) -> HydroModel:
+    """Synthetic model ``index`` as a hydro-model netCDF file (its drawn parameters as attributes;
+    ``layout``: :data:`coemu.hydro.synthetic.LAYOUTS`)."""
     from coemu.hydro.model import hydro_to_dataset
     from coemu.io.atomic import write_netcdf_atomic
 
-    model = synthetic_model(seed, index, n_base=n_base, levels=levels)
+    model = synthetic_model(seed, index, n_base, levels, finest_spacing, layout)
     params = {f"param_{k}": v for k, v in draw_parameters(seed, index).to_dict().items()}
     params["param_domain_half_extent"] = list(params["param_domain_half_extent"])
     write_netcdf_atomic(hydro_to_dataset(model, {"seed": seed, **params}), output)
