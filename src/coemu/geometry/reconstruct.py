@@ -120,11 +120,11 @@ class Level:
         top = torch.as_tensor(self.shape, dtype=points.dtype, device=points.device) - 1
         return ((u >= 0) & (u <= top)).all(dim=1)
 
-    def normalised(self, points: torch.Tensor) -> torch.Tensor:
-        """grid_sample coordinates in [-1, 1] of points (P, 3) in m."""
+    def normalised(self, points: torch.Tensor, unit: float = 1.0) -> torch.Tensor:
+        """grid_sample coordinates in [-1, 1] of points (P, 3) given in units of ``unit`` m."""
         lo = torch.as_tensor(self.lo, dtype=points.dtype, device=points.device)
         top = torch.as_tensor(self.shape, dtype=points.dtype, device=points.device) - 1
-        return 2.0 * (points / self.h - lo) / top - 1.0
+        return 2.0 * (points * (unit / self.h) - lo) / top - 1.0
 
     def node_positions(self, device) -> torch.Tensor:
         """(n_nodes, 3) node positions in m, x slowest."""
@@ -249,9 +249,10 @@ def _with_data(weight: torch.Tensor) -> torch.Tensor:
     return (-torch.nn.functional.max_pool3d(padded, 3, stride=1))[0, 0] >= MIN_WEIGHT
 
 
-def _sample_grid(level: Level, grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """(F, P) trilinear values of ``grid`` (1, F, n_z, n_y, n_x) at points (P, 3) m inside ``level``."""
-    g = level.normalised(points).to(grid.dtype).view(1, 1, 1, -1, 3)
+def _sample_grid(level: Level, grid: torch.Tensor, points: torch.Tensor, unit: float = 1.0) -> torch.Tensor:
+    """(F, P) trilinear values of ``grid`` (1, F, n_z, n_y, n_x) at points (P, 3) inside ``level``,
+    given in units of ``unit`` m."""
+    g = level.normalised(points, unit).to(grid.dtype).view(1, 1, 1, -1, 3)
     return torch.nn.functional.grid_sample(
         grid, g, mode="bilinear", padding_mode="border", align_corners=True
     )[0, :, 0, 0]
@@ -354,13 +355,7 @@ class Reconstruction:
 
     def _grid_values(self, level: Level, q: torch.Tensor) -> torch.Tensor:
         """(5, P) trilinear values on ``level`` at points ``q`` (P, 3) in units of the finest spacing."""
-        scale = level.h / self.h0
-        lo = torch.as_tensor(level.lo, dtype=q.dtype, device=q.device)
-        top = torch.as_tensor(level.shape, dtype=q.dtype, device=q.device) - 1
-        g = (2.0 * (q / scale - lo) / top - 1.0).view(1, 1, 1, -1, 3)
-        return torch.nn.functional.grid_sample(
-            level.grid, g, mode="bilinear", padding_mode="border", align_corners=True
-        )[0, :, 0, 0]
+        return _sample_grid(level, level.grid, q, self.h0)
 
     def _box(self, level: Level, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """(lower, upper) corners of the level's nodes in units of the finest spacing."""
