@@ -27,3 +27,4 @@ rule all:
             "results/evaluation/{stage}/metrics.json", stage=["pretrain", "finetune"]
         ),
         "results/timing/timing.csv",
+        ["results/evaluation/kinds.md"] if OTHER_KINDS else [],

@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true")
     args = ap.parse_args()
     with open("config/config.yaml") as f:
-        small = yaml.safe_load(f)["training"]["model"]
+        small = yaml.safe_load(f)["training"]["model"]["coemunet"]
     models = {"paper": {}, "default config": small}
     print(
         f"# COEmuNet training step, 7 channels, 64^3; {os.cpu_count()} cores, "

@@ -29,6 +29,17 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subproce
     return proc
 
 
+def make_cube(folder: Path, rotations: int = 3, box_cells: int = 48, grid: int = 24) -> Path:
+    """Synthetic model m00001 (seed 5, n_base 16, 4 levels) as a cube file in ``folder``, by the CLI."""
+    sphere = folder / "sphere.json"
+    run_cli("sphere", sphere, "--count", "2", "--seed", "5")
+    out = folder / "m00001.nc"
+    options = {"--seed": 5, "--n-base": 16, "--levels": 4, "--sphere": sphere, "--rotations": rotations}
+    options |= {"--box-cells": box_cells, "--grid": grid}
+    run_cli("cubes", out, "--synthetic", "--model", "m00001", *(str(x) for kv in options.items() for x in kv))
+    return out
+
+
 @pytest.fixture(scope="session")
 def small_model():
     """A synthetic model with few points (n_base 16, 3 levels), for fast tests."""
@@ -89,9 +100,20 @@ def small_results(tmp_path_factory):
         intensity = np.stack(
             [[1e-14 * blob * (1 + r + c) + 1e-17 for c in range(CHANNELS)] for r in range(ROTATIONS)]
         )
-        image = xr.Dataset({"intensity": (("rotation", "frequency", "x", "y"), intensity.astype(np.float32))})
+        line = {"setting_molecule": "CO", "transition_index": 1, "setting_background": "zero"}
+        velocities = (np.arange(CHANNELS) - (CHANNELS - 1) / 2) * 300.0
+        coords = {"frequency": 230.538e9 * (1 - velocities / 2.99792458e8)}
+        coords["velocity"] = ("frequency", velocities)
+        image = xr.Dataset(
+            {"intensity": (("rotation", "frequency", "x", "y"), intensity.astype(np.float32))},
+            coords=coords,
+            attrs=line,
+        )
+        mid = {"frequency": coords["frequency"][1:2], "velocity": ("frequency", velocities[1:2])}
         faceon = xr.Dataset(
-            {"intensity": (("rotation", "frequency", "x", "y"), intensity[:1, 1:2].astype(np.float32))}
+            {"intensity": (("rotation", "frequency", "x", "y"), intensity[:1, 1:2].astype(np.float32))},
+            coords=mid,
+            attrs=line,
         )
         for folder, ds in (("cubes", cube), ("images", image), ("faceon", faceon)):
             (root / folder).mkdir(exist_ok=True)

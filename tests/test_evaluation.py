@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import trained_inputs
@@ -85,7 +86,22 @@ def test_evaluate_writes_metrics_samples_and_figures(small_results, tmp_path):
     assert float(samples["maxrel_percent"].median()) == pytest.approx(saved["maxrel_percent_median"])
     for name in ("cdf", "examples", "spectra"):
         assert (tmp_path / "eval" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| finetune | 3 |" in (tmp_path / "eval" / "table.md").read_text()
+    table = (tmp_path / "eval" / "table.md").read_text()
+    assert "| emulator vs the pipeline's images | coemunet | finetune | 1 | 3 |" in table
+    assert "| channel (km/s) | -0.30 | +0.00 | +0.30 |" in table
+    # per channel: the sample's value is the mean over its channels
+    per = samples["zncc_per_channel"]
+    assert per.dims == ("sample", "velocity") and per.sizes["velocity"] == 3
+    np.testing.assert_allclose(per.mean("velocity").values, samples["zncc"].values, rtol=1e-12)
+    assert len(saved["per_channel"]["maxrel_percent_median"]) == 3 and saved["kind"] == "coemunet"
+    # the loss curve from the run's history, and the table of several kinds
+    from coemu.evaluation.compare import compare_table
+    from coemu.evaluation.evaluate import loss_figure
+
+    loss_figure(tmp_path / "train" / "history.csv", tmp_path / "loss.png", "test")
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    rows = compare_table([tmp_path / "eval" / "metrics.json"] * 2).splitlines()
+    assert len(rows) == 4 and rows[2].startswith("| coemunet | finetune | 1 | 3 |")
 
 
 @pytest.mark.slow

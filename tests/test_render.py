@@ -7,37 +7,12 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from conftest import run_cli
+from conftest import make_cube, run_cli
 
 
 @pytest.fixture(scope="module")
 def cube_nc(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("render")
-    sphere = tmp / "sphere.json"
-    run_cli("sphere", sphere, "--count", "2", "--seed", "5")
-    out = tmp / "m00001.nc"
-    run_cli(
-        "cubes",
-        out,
-        "--synthetic",
-        "--model",
-        "m00001",
-        "--seed",
-        "5",
-        "--n-base",
-        "16",
-        "--levels",
-        "4",
-        "--sphere",
-        sphere,
-        "--rotations",
-        "3",
-        "--box-cells",
-        "48",
-        "--grid",
-        "24",
-    )
-    return out
+    return make_cube(tmp_path_factory.mktemp("render"))
 
 
 def test_image_file_follows_the_contract(tmp_path, cube_nc):

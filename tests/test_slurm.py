@@ -74,7 +74,7 @@ def test_default_pipeline_through_the_slurm_profile(slurm_run):
     jobs = slurm_jobs(output)
     expected = {"sphere", "cubes", "images", "split", "stats", "pretrain", "finetune", "evaluate", "timing"}
     assert set(jobs) == expected and len(jobs["evaluate"]) == 2
-    assert len(jobs["cubes"]) == len(jobs["images"]) == 3  # 12 models, 4 per job
+    assert len(jobs["cubes"]) == len(jobs["images"]) == 5  # 20 models, 4 per job
     infos = {rule: job_info(ids[0]) for rule, ids in jobs.items()}
     assert {info["state"] for info in infos.values()} == {"COMPLETED"}
     # the rules' resources became the jobs' requests, in the default partition
@@ -88,9 +88,9 @@ def test_default_pipeline_through_the_slurm_profile(slurm_run):
     assert infos["cubes"]["cpus"] == "1" and infos["images"]["cpus"] == "2"
     # and the outputs are those of a local run
     metrics = json.loads((workdir / "results/evaluation/finetune/metrics.json").read_text())
-    assert metrics["n_samples"] == 4
+    assert metrics["n_samples"] == 32
     assert sorted(p.stem for p in (workdir / "results/images").glob("*.nc")) == [
-        f"m{i:05d}" for i in range(12)
+        f"m{i:05d}" for i in range(20)
     ]
     assert planned_jobs(workdir) == {}
 
@@ -111,7 +111,7 @@ def test_set_resources_and_forcerun_address_a_stage(slurm_run):
     )
     jobs = slurm_jobs(proc.stdout + proc.stderr)
     assert set(jobs) == {"images", "stats", "pretrain", "finetune", "evaluate", "timing"}
-    assert len(jobs["images"]) == 3
+    assert len(jobs["images"]) == 5
     assert {job_info(i)["partition"] for i in jobs["images"]} == {"gpu"}
     assert {job_info(ids[0])["partition"] for rule, ids in jobs.items() if rule != "images"} == {"debug"}
     assert planned_jobs(workdir) == {}

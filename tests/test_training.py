@@ -22,7 +22,17 @@ SETTINGS = {
     "seed": 7,
     "num_workers": 0,
     "bf16": False,
-    "model": {"stem": 2, "widths": [4, 4, 8], "blocks_per_stage": 1, "latent": 64, "decoder_channels": 16},
+    "model": {
+        "kind": "coemunet",
+        "coemunet": {
+            "stem": 2,
+            "widths": [4, 4, 8],
+            "blocks_per_stage": 1,
+            "latent": 64,
+            "decoder_channels": 16,
+        },
+        "column": {"hidden": 8, "layers": 1},
+    },
     "pretrain": {
         "epochs": 4,
         "batch_size": 4,
@@ -99,7 +109,7 @@ def test_two_ranks_agree_and_the_loss_falls(small_results, tmp_path):
     rows = history(tmp_path / "pretrain")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-    saved = torch.load(tmp_path / "pretrain" / "model.pt", weights_only=False)
+    saved = torch.load(tmp_path / "pretrain" / "model.pt", weights_only=True)
     assert saved["run"]["world_size"] == 2 and saved["run"]["n_freq"] == 1
     assert (tmp_path / "pretrain" / "checkpoints" / "last.pt").exists()
     # fine-tuning starts from the pretrained weights: all but the channel-dependent layer
@@ -108,12 +118,12 @@ def test_two_ranks_agree_and_the_loss_falls(small_results, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "newly initialised: to_decoder.bias, to_decoder.weight" in proc.stderr
-    tuned = torch.load(tmp_path / "finetune" / "model.pt", weights_only=False)
+    tuned = torch.load(tmp_path / "finetune" / "model.pt", weights_only=True)
     assert tuned["run"]["n_freq"] == CHANNELS
 
 
 def _final_weights(out):
-    return torch.load(out / "model.pt", weights_only=False)["model"]
+    return torch.load(out / "model.pt", weights_only=True)["model"]
 
 
 @pytest.mark.slow
@@ -157,7 +167,7 @@ def test_stop_signal_saves_a_checkpoint_and_exits_for_requeue(
         time.sleep(0.05)
     os.killpg(proc.pid, signum)  # SLURM signals every process of the job
     log, _ = proc.communicate(timeout=120)
-    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert "signal received" in log, log[-3000:]
     assert proc.returncode == (EXIT_PREEMPTED if not launcher else 1)  # torchrun reports its own failure
     assert state["step"] > 0 or state["epoch"] > 0
@@ -196,3 +206,29 @@ def test_a_stop_signal_while_dataloader_workers_start_does_not_kill_them():
     time.sleep(0.2)  # the worker is in its init function's pause
     subprocess.run(["kill", "-TERM", str(worker)], check=True)
     assert [float(b) for b in batches] == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.slow
+def test_the_column_kind_pretrains_then_finetunes_every_weight(small_results, tmp_path):
+    """kind column: a 1-channel pretraining carries over to 3 channels whole (no new tensor),
+    with a cosine schedule down to 0 over the run's batches, and per-epoch progress lines."""
+    settings = {
+        **SETTINGS,
+        "model": {**SETTINGS["model"], "kind": "column"},
+        "pretrain": {**SETTINGS["pretrain"], "schedule": "cosine", "epochs": 2},
+        "finetune": {**SETTINGS["finetune"], "schedule": "cosine", "epochs": 2},
+    }
+    proc = torchrun(small_results, tmp_path / "pretrain", "pretrain", settings=settings)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "column pretrain epoch 2/2: train loss" in proc.stderr and "samples/s" in proc.stderr
+    assert "ETA" in proc.stderr
+    rows = history(tmp_path / "pretrain")
+    assert float(rows[-1]["lr"]) < float(rows[0]["lr"]) and float(rows[0]["samples_per_second"]) > 0
+    init = ("--init", str(tmp_path / "pretrain" / "model.pt"))
+    proc = torchrun(small_results, tmp_path / "finetune", "finetune", settings=settings, extra=init)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "newly initialised: none" in proc.stderr
+    saved = torch.load(tmp_path / "finetune" / "model.pt", weights_only=True)
+    assert saved["kind"] == "column" and saved["kwargs"]["hidden"] == 8
+    assert saved["data"]["channel_velocities"] == [-300.0, 0.0, 300.0] and saved["data"]["grid"] == 16
+    assert saved["run"]["model"] == {"kind": "column", "column": {"hidden": 8, "layers": 1}}

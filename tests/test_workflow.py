@@ -93,9 +93,9 @@ def finished_run(tmp_path_factory):
 
 
 def test_default_config_end_to_end(finished_run):
-    """The default pipeline, configured by nothing: models to a fine-tuned COEmuNet."""
+    """The default pipeline, configured by nothing: models to a fine-tuned emulator that emulates."""
     workdir = finished_run
-    config = {"count": 12, "rotations": 4, "grid": 64, "per_job": 4}  # config/config.yaml
+    config = {"count": 20, "rotations": 16, "grid": 32, "per_job": 4}  # config/config.yaml
     sphere = json.loads((workdir / "results/sphere.json").read_text())
     assert sphere["n_models"] == config["count"]
     cubes = sorted((workdir / "results/cubes").glob("*.nc"))
@@ -105,29 +105,35 @@ def test_default_config_end_to_end(finished_run):
         assert ds.temperature.shape == (config["rotations"],) + (config["grid"],) * 3
         assert ds.attrs["sphere_radius"] == pytest.approx(sphere["radius"])
         assert len(ds.attrs["coemu_fingerprint"]) == 16
-    for block in ("b0000", "b0001", "b0002"):  # 12 models, 4 per job
+    for block in ("b0000", "b0001", "b0002", "b0003", "b0004"):  # 20 models, 4 per job
         for kind in ("cubes", "images"):
             assert (workdir / f"logs/{kind}/{block}.log").exists()
             assert (workdir / f"benchmarks/{kind}/{block}.tsv").exists()
             manifest = json.loads((workdir / f"results/blocks/{kind}/{block}.json").read_text())
             assert manifest["n_models"] == config["per_job"]
     split = json.loads((workdir / "results/split.json").read_text())
-    assert split["counts"] == {"train": 10, "validation": 1, "test": 1}
+    assert split["counts"] == {"train": 16, "validation": 2, "test": 2}
     for stage, n_freq in (("pretrain", 1), ("finetune", 7)):
-        saved = torch.load(workdir / f"results/train/{stage}/model.pt", weights_only=False)
+        saved = torch.load(workdir / f"results/train/{stage}/model.pt", weights_only=True)
         assert saved["run"]["n_freq"] == n_freq and saved["run"]["world_size"] == 2
+        assert saved["kind"] == "column" and saved["data"]["grid"] == config["grid"]
         rows = (workdir / f"results/train/{stage}/history.csv").read_text().splitlines()
         assert len(rows) == 1 + saved["run"]["settings"]["epochs"]
     assert "weights identical on 2 rank(s)" in (workdir / "logs/train/finetune.log").read_text()
-    for stage, n_samples in (("pretrain", 1), ("finetune", 4)):  # 1 test model x rotations
+    for stage, n_samples, n_data in (("pretrain", 2, 2), ("finetune", 32, 8)):  # 2 test models
         metrics = json.loads((workdir / f"results/evaluation/{stage}/metrics.json").read_text())
         assert metrics["n_samples"] == n_samples and metrics["test_models"] == split["test"]
-        # the data's own error beside the emulator's (synthetic models): every test sample here
-        assert metrics["data_n_samples"] == n_samples and metrics["data_maxrel_percent_median"] > 0
+        # the data's own error beside the emulator's (synthetic models)
+        assert metrics["data_n_samples"] == n_data and metrics["data_maxrel_percent_median"] > 0
         assert "data's own error" in (workdir / f"results/evaluation/{stage}/table.md").read_text()
-        assert (workdir / f"results/evaluation/{stage}/examples.png").exists()
+        for figure in ("examples", "loss"):
+            assert (workdir / f"results/evaluation/{stage}/{figure}.png").exists()
+    # the bar of issue 15: the default emulator emulates, on 32 samples of 2 held-out models
+    metrics = json.loads((workdir / "results/evaluation/finetune/metrics.json").read_text())
+    assert metrics["zncc_mean"] >= 0.95 and metrics["maxrel_percent_median"] <= 10.0, metrics
+    assert len(metrics["per_channel"]["zncc_mean"]) == 7
     timing = (workdir / "results/timing/timing.md").read_text()
-    assert "| coemu-solver | cpu | 7 | 1 |" in timing and "| coemunet | cpu | 7 | 8 |" in timing
+    assert "| coemu-solver | cpu | 7 | 1 |" in timing and "| column | cpu | 7 | 8 |" in timing
     # a second run has nothing to do
     assert planned_jobs(workdir) == {}
     # a self-contained report with the figures, tables and captions
@@ -141,30 +147,36 @@ def test_changed_solver_setting_reruns_images_and_after_but_no_cube(finished_run
     (finished_run / "solver.yaml").write_text("images: {v_turbulence: 150.0}\n")
     jobs = planned_jobs(finished_run, "--configfile", "solver.yaml")
     after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
-    assert jobs == {"images": 3} | after
+    assert jobs == {"images": 5} | after
 
 
 def test_forcerun_and_until_name_the_stage(finished_run):
     """One rule per stage: `--forcerun images` reruns the image jobs and what follows, no
     cube job; `--until images` stops after them."""
     after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
-    assert planned_jobs(finished_run, "--forcerun", "images") == {"images": 3} | after
+    assert planned_jobs(finished_run, "--forcerun", "images") == {"images": 5} | after
     assert planned_jobs(finished_run, "--forcerun", "pretrain", "--until", "finetune") == {
         "pretrain": 1,
         "finetune": 1,
     }
     (finished_run.parent / "fresh").mkdir()
     fresh = copy_workflow(finished_run.parent / "fresh")
-    assert planned_jobs(fresh, "--until", "images") == {"sphere": 1, "cubes": 3, "images": 3}
+    assert planned_jobs(fresh, "--until", "images") == {"sphere": 1, "cubes": 5, "images": 5}
 
 
 def test_changed_training_setting_reruns_that_training_and_evaluation_only(finished_run):
     (finished_run / "finetune.yaml").write_text("training: {finetune: {epochs: 3}}\n")
     jobs = planned_jobs(finished_run, "--configfile", "finetune.yaml")
     assert jobs == {"finetune": 1, "evaluate": 1, "timing": 1, "all": 1}
-    (finished_run / "model.yaml").write_text("training: {model: {latent: 64}}\n")
+    (finished_run / "model.yaml").write_text("training: {model: {column: {hidden: 16}}}\n")
     jobs = planned_jobs(finished_run, "--configfile", "model.yaml")
     assert jobs == {"pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
+    # another kind's settings: not this kind's training; a second kind: trained and compared beside it
+    (finished_run / "other.yaml").write_text("training: {model: {coemunet: {latent: 64}}}\n")
+    assert planned_jobs(finished_run, "--configfile", "other.yaml") == {}
+    (finished_run / "two.yaml").write_text("training: {model: {kind: [column, coemunet]}}\n")
+    jobs = planned_jobs(finished_run, "--configfile", "two.yaml")
+    assert jobs == {"train_kind": 2, "evaluate_kind": 2, "compare_kinds": 1, "all": 1}
     # a longer time limit, more memory: not a reason to train again
     (finished_run / "runtime.yaml").write_text(
         "training: {finetune: {runtime: 600}, mem_mb: 5000, cpus_per_gpu: 4}\n"
@@ -181,21 +193,21 @@ def test_added_models_compute_only_the_new_models(finished_run, tmp_path):
     radius = json.loads((workdir / "results/sphere.json").read_text())["radius"]
     fan_in = {"split": 1, "stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
 
-    (workdir / "more.yaml").write_text("models: {count: 14}\n")  # 12 -> 14: new block b0003
-    blocks = {"cubes": 4, "images": 4}
+    (workdir / "more.yaml").write_text("models: {count: 22}\n")  # 20 -> 22: new block b0005
+    blocks = {"cubes": 6, "images": 6}
     assert planned_jobs(workdir, "--configfile", "more.yaml") == {"sphere": 1} | blocks | fan_in
-    blocks_done = [f"results/blocks/images/b000{k}.json" for k in range(4)]
+    blocks_done = [f"results/blocks/images/b000{k}.json" for k in range(6)]
     snakemake(workdir, *blocks_done, "--cores", "2", "--configfile", "more.yaml")
     assert json.loads((workdir / "results/sphere.json").read_text())["radius"] == radius
-    for k in range(3):
+    for k in range(5):
         assert "0 of 4 cubes made, 4 kept" in (workdir / f"logs/cubes/b000{k}.log").read_text()
         assert "0 of 4 models rendered, 4 kept" in (workdir / f"logs/images/b000{k}.log").read_text()
-    assert "2 of 2 cubes made" in (workdir / "logs/cubes/b0003.log").read_text()
+    assert "2 of 2 cubes made" in (workdir / "logs/cubes/b0005.log").read_text()
     cubes, images = mtimes(workdir / "results/cubes"), mtimes(workdir / "results/images")
     assert (
         sorted(set(cubes) - set(old_cubes))
         == sorted(set(images) - set(old_images))
-        == ["m00012.nc", "m00013.nc"]
+        == ["m00020.nc", "m00021.nc"]
     )
     assert all(cubes[name] == t for name, t in old_cubes.items())
     assert all(images[name] == t for name, t in old_images.items())
@@ -292,7 +304,7 @@ def test_paper_config_lists_every_block_job(workdir):
         listed = snakemake(
             workdir, "--list-rules", "--configfile", "config/paper.yaml", "per_job.yaml"
         ).stdout.split()
-        assert sorted(listed) == sorted(STAGES)
+        assert sorted(listed) == sorted(STAGES + ["train_kind", "evaluate_kind", "compare_kinds"])
 
 
 def test_failed_block_leaves_no_partial_output_and_a_rerun_recovers(workdir):

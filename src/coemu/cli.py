@@ -113,7 +113,7 @@ def cmd_stats(args: argparse.Namespace, config: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace, config: dict) -> None:
-    """Pretrain or fine-tune COEmuNet (run under torchrun for several processes)."""
+    """Pretrain or fine-tune an emulator (run under torchrun for several processes)."""
     from coemu.training.loop import train
 
     train(
@@ -125,6 +125,7 @@ def cmd_train(args: argparse.Namespace, config: dict) -> None:
         config["training"],
         init=args.init,
         progress=not args.no_progress,
+        kind=args.kind,
     )
 
 
@@ -144,7 +145,15 @@ def cmd_evaluate(args: argparse.Namespace, config: dict) -> None:
         args.out,
         config["evaluation"],
         reference,
+        history=args.history,
     )
+
+
+def cmd_compare(args: argparse.Namespace, config: dict) -> None:
+    """One table of several evaluations (every trained emulator kind)."""
+    from coemu.evaluation.compare import write_compare_table
+
+    print(write_compare_table(args.metrics, args.out), end="")
 
 
 def cmd_timing(args: argparse.Namespace, config: dict) -> None:
@@ -152,6 +161,13 @@ def cmd_timing(args: argparse.Namespace, config: dict) -> None:
     from coemu.evaluation.timing import run_timing
 
     run_timing(args.models, args.split, args.stats, args.manifests, args.out, config["timing"])
+
+
+def cmd_predict(args: argparse.Namespace, config: dict) -> None:
+    """Images of every rotation of a cube file by a trained emulator (image contract, W m-2 Hz-1 sr-1)."""
+    from coemu.emulate import predict_file
+
+    predict_file(args.model, args.cube, args.output, args.device, args.batch_size)
 
 
 def _command(sub, name: str, func, help: str, sections=(), top=()) -> argparse.ArgumentParser:
@@ -261,8 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--subset", default="train", help="split whose models are reduced (default train)")
 
-    p = _command(sub, "train", cmd_train, "pretrain or fine-tune COEmuNet (DDP under torchrun)", ["training"])
+    p = _command(
+        sub, "train", cmd_train, "pretrain or fine-tune an emulator (DDP under torchrun)", ["training"]
+    )
     p.add_argument("--stage", choices=settings.TRAINING_STAGES, required=True)
+    p.add_argument("--kind", help="emulator kind (default: the first of training.model.kind)")
     _add_trained_inputs(p)
     p.add_argument("--out", type=Path, required=True, help="folder for model.pt, history.csv, checkpoints/")
     p.add_argument("--init", type=Path, help="model.pt whose matching tensors start the run (fine-tuning)")
@@ -280,6 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model.pt from coemu train")
     _add_trained_inputs(p)
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, samples.nc, figures")
+    p.add_argument("--history", type=Path, help="the run's history.csv (loss.png)")
+
+    p = _command(sub, "compare", cmd_compare, "one table of several evaluations (emulator kinds)")
+    p.add_argument("metrics", type=Path, nargs="+", help="metrics.json files")
+    p.add_argument("--out", type=Path, required=True, help="markdown table to write")
+
+    p = _command(sub, "predict", cmd_predict, "images of a cube file by a trained emulator")
+    p.add_argument("model", type=Path, help="model.pt from coemu train")
+    p.add_argument("cube", type=Path, help="cube netCDF file (the cube contract, the emulator's grid)")
+    p.add_argument("output", type=Path, help="image netCDF file to write")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--batch-size", type=int, default=8, help="cubes per forward pass")
 
     p = _command(sub, "timing", cmd_timing, "ms per image: solver, emulator, pomme", ["timing"])
     p.add_argument(

@@ -163,12 +163,22 @@ def check(
             batch = training[stage]["batch_size"]
             if batch % n:
                 fail(f"training.{stage}.batch_size", f"{batch} is not divisible by the {n} processes ({by})")
-    if training and cubes and cubes["grid"] % 8:
+    if training and cubes and cubes["grid"] % 8 and "coemunet" in emulator_kinds(training):
         fail("cubes.grid", f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)")
 
 
-def stage_config(config: Mapping[str, Any], stage: str) -> dict:
+def emulator_kinds(training: Mapping[str, Any]) -> list[str]:
+    """The kinds ``training.model.kind`` names, in order (the first is the pipeline's emulator)."""
+    kind = training["model"]["kind"]
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+def stage_config(config: Mapping[str, Any], stage: str, kind: str | None = None) -> dict:
     """The part of a completed config that stage ``stage``'s code reads.
+
+    For a training stage, ``kind`` (default: the first configured) selects the
+    emulator: only its settings are kept, so changing another kind's settings
+    does not retrain this one.
 
     A rule passes it as its ``--config`` (and as a parameter), so a change to
     any other setting does not rerun the stage. Training leaves out the job's
@@ -193,6 +203,8 @@ def stage_config(config: Mapping[str, Any], stage: str) -> dict:
         other = TRAINING_STAGES[1 - TRAINING_STAGES.index(stage)]
         training = {k: v for k, v in config["training"].items() if k not in (other, *JOB_SIZE_KEYS)}
         training[stage] = {k: v for k, v in training[stage].items() if k != "runtime"}
+        kind = kind or emulator_kinds(config["training"])[0]
+        training["model"] = {"kind": kind, kind: config["training"]["model"][kind]}
         return {"training": training}
     sections = {
         "images": ("images",),

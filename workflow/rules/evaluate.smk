@@ -5,6 +5,7 @@
 rule evaluate:
     input:
         model="results/train/{stage}/model.pt",
+        history="results/train/{stage}/history.csv",
         split="results/split.json",
         stats="results/stats/global.json",
         blocks=manifests("images"),
@@ -35,6 +36,12 @@ rule evaluate:
             category="Evaluation",
             subcategory="{stage}",
         ),
+        loss=report(
+            "results/evaluation/{stage}/loss.png",
+            caption="../report/loss.rst",
+            category="Evaluation",
+            subcategory="{stage}",
+        ),
     log:
         "logs/evaluation/{stage}.log",
     benchmark:
@@ -52,9 +59,68 @@ rule evaluate:
         config=stage_config("evaluation"),
         code=CODE["evaluation"],
     shell:
-        "OMP_NUM_THREADS={threads} coemu evaluate --stage {wildcards.stage} --model {input.model:q}"
-        " --split {input.split:q} --stats {input.stats:q} --manifests {input.blocks:q}"
-        " --out {params.out:q} --config {params.config:q} > {log:q} 2>&1"
+        EVALUATE_SHELL
+
+
+rule evaluate_kind:
+    input:
+        model="results/train/{kind}/{stage}/model.pt",
+        history="results/train/{kind}/{stage}/history.csv",
+        split="results/split.json",
+        stats="results/stats/global.json",
+        blocks=manifests("images"),
+    output:
+        metrics="results/evaluation/{kind}/{stage}/metrics.json",
+        samples="results/evaluation/{kind}/{stage}/samples.nc",
+        figures=multiext(
+            "results/evaluation/{kind}/{stage}/",
+            "table.md",
+            "cdf.png",
+            "examples.png",
+            "spectra.png",
+            "loss.png",
+        ),
+    log:
+        "logs/evaluation/{kind}/{stage}.log",
+    benchmark:
+        "benchmarks/evaluation/{kind}/{stage}.tsv"
+    conda:
+        "../../envs/coemu.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=EVALUATION_GPUS,
+        cpus_per_gpu=2 * EVALUATION_GPUS,
+    params:
+        out=lambda w, output: os.path.dirname(output.metrics),
+        config=stage_config("evaluation"),
+        code=CODE["evaluation"],
+    shell:
+        EVALUATE_SHELL
+
+
+rule compare_kinds:
+    input:
+        metrics=[
+            f"{evaluation_dir(kind, stage)}/metrics.json"
+            for stage in ("pretrain", "finetune")
+            for kind in KINDS
+        ],
+    output:
+        table=report(
+            "results/evaluation/kinds.md",
+            caption="../report/kinds.rst",
+            category="Evaluation",
+        ),
+    log:
+        "logs/evaluation/kinds.log",
+    conda:
+        "../../envs/coemu.yaml"
+    params:
+        code=CODE["evaluation"],
+    shell:
+        "coemu compare {input.metrics:q} --out {output.table:q} > {log:q} 2>&1"
 
 
 rule timing:

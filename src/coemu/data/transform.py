@@ -98,7 +98,8 @@ class Preprocessing:
             raise CoemuInputError(path, None, f"no usable preprocessing constants ({err})") from None
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """The constants as plain floats (what model files hold)."""
+        return {k: float(v) for k, v in asdict(self).items()}
 
     def inputs(
         self, temperature: torch.Tensor, density: torch.Tensor, velocity: torch.Tensor

@@ -2,15 +2,23 @@
 
 Outputs in ``out_dir`` (``results/evaluation/{stage}/``; contracts in docs/contracts.md):
 
-* ``samples.nc``: ``maxrel_percent``, ``zncc``, ``ssim`` on dim ``sample``,
-  with the ``model`` id and ``rotation`` of each sample;
+* ``samples.nc``: ``maxrel_percent``, ``zncc``, ``ssim`` on dim ``sample``
+  and per channel (``*_per_channel`` on dims ``sample``, ``velocity``), with
+  the ``model`` id and ``rotation`` of each sample;
 * ``metrics.json``: ``maxrel_percent_median``, ``zncc_mean``, ``ssim_mean``,
-  percentiles (5, 25, 50, 75, 95) of each metric, ``n_samples``;
-* ``table.md``: the summary in the style of the paper's table 1;
+  percentiles (5, 25, 50, 75, 95) of each metric, ``n_samples``,
+  ``n_test_models``, the emulator's ``kind``, ``per_channel`` (median MaxRel,
+  mean ZNCC and SSIM of each channel) and, for synthetic models, the data's
+  own error (``data_*``) on ``data_n_samples`` of the test samples;
+* ``table.md``: the summary in the style of the paper's table 1, with the
+  data's own error as a second row and a per-channel table;
 * ``cdf.png``: cumulative distributions of the three metrics (paper fig. 5);
 * ``examples.png``: truth, prediction and relative error per channel for the
-  best, median and worst sample by MaxRel; ``spectra.png``: the spectra of a
-  few pixels of the median sample, truth and prediction.
+  best, median and worst sample by MaxRel, truth and prediction of a sample
+  on one colour scale; ``spectra.png``: the spectra of a few pixels of the
+  median sample, truth and prediction;
+* ``loss.png``: the training and validation loss per epoch (from the run's
+  history.csv) when it is given.
 """
 
 from __future__ import annotations
@@ -49,7 +57,8 @@ def predict(model: torch.nn.Module, dataset: EmulatorDataset, batch_size: int, d
     return torch.cat(targets), torch.cat(predictions)
 
 
-def summarise(values: dict[str, np.ndarray]) -> dict:
+def summarise(values: dict[str, np.ndarray], per_channel: dict[str, np.ndarray] | None = None) -> dict:
+    """Medians, means and percentiles over samples; ``per_channel`` (sample, channel) arrays too."""
     out = {
         "n_samples": int(len(values["zncc"])),
         "maxrel_percent_median": float(np.median(values["maxrel_percent"])),
@@ -59,24 +68,45 @@ def summarise(values: dict[str, np.ndarray]) -> dict:
     for name in METRICS:
         for q in PERCENTILES:
             out[f"{name}_p{q}"] = float(np.nanpercentile(values[name], q))
+    if per_channel is not None:
+        out["per_channel"] = {
+            "maxrel_percent_median": [float(v) for v in np.median(per_channel["maxrel_percent"], axis=0)],
+            "zncc_mean": [float(v) for v in np.nanmean(per_channel["zncc"], axis=0)],
+            "ssim_mean": [float(v) for v in np.mean(per_channel["ssim"], axis=0)],
+        }
     return out
 
 
-def markdown_table(stage: str, summary: dict) -> str:
+def markdown_table(stage: str, summary: dict, velocities=None) -> str:
+    """Table 1 style: the emulator's row, the data's own error beside it, then per channel."""
+    kind = summary.get("kind", "")
+    n_models = summary.get("n_test_models", "")
     table = (
-        f"| stage | samples | MaxRel median (%) | ZNCC mean | SSIM mean |\n"
-        f"| --- | ---: | ---: | ---: | ---: |\n"
-        f"| {stage} | {summary['n_samples']} | {summary['maxrel_percent_median']:.2f} | "
-        f"{summary['zncc_mean']:.4f} | {summary['ssim_mean']:.4f} |\n"
+        "| what | kind | stage | test models | samples | MaxRel median (%) | MaxRel p95 (%) |"
+        " ZNCC mean | SSIM mean |\n"
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        f"| emulator vs the pipeline's images | {kind} | {stage} | {n_models} | {summary['n_samples']} |"
+        f" {summary['maxrel_percent_median']:.2f} | {summary['maxrel_percent_p95']:.2f} |"
+        f" {summary['zncc_mean']:.4f} | {summary['ssim_mean']:.4f} |\n"
     )
     if "data_maxrel_percent_median" in summary:
         table += (
-            f"\nThe data's own error on {summary['data_n_samples']} of these samples (the pipeline's"
-            f" images against the images of the models' analytic cubes): MaxRel median"
-            f" {summary['data_maxrel_percent_median']:.2f} % (95th percentile"
-            f" {summary['data_maxrel_percent_p95']:.2f} %), ZNCC median {summary['data_zncc_median']:.4f}."
-            f" An emulator error below it says nothing about the physics.\n"
+            f"| data: the pipeline's images vs the analytic cubes' | | {stage} | |"
+            f" {summary['data_n_samples']} | {summary['data_maxrel_percent_median']:.2f} |"
+            f" {summary['data_maxrel_percent_p95']:.2f} | {summary['data_zncc_median']:.4f} (median) | |\n"
+            "\nThe second row is the data's own error (the cubes against the models they sample);"
+            " an emulator error below it says nothing about the physics.\n"
         )
+    if "per_channel" in summary:
+        pc = summary["per_channel"]
+        heads = velocities if velocities is not None else range(len(pc["zncc_mean"]))
+        table += "\n| channel (km/s) | " + " | ".join(f"{v / 1e3:+.2f}" for v in heads) + " |\n"
+        table += "| --- |" + " ---: |" * len(pc["zncc_mean"]) + "\n"
+        table += (
+            "| MaxRel median (%) | " + " | ".join(f"{v:.2f}" for v in pc["maxrel_percent_median"]) + " |\n"
+        )
+        table += "| ZNCC mean | " + " | ".join(f"{v:.4f}" for v in pc["zncc_mean"]) + " |\n"
+        table += "| SSIM mean | " + " | ".join(f"{v:.4f}" for v in pc["ssim_mean"]) + " |\n"
     return table
 
 
@@ -89,6 +119,7 @@ def evaluate(
     out_dir: str | Path,
     settings: dict,
     data_reference: tuple | None = None,
+    history: str | Path | None = None,
 ) -> dict:
     """Evaluate ``model_path`` on the test models of ``split_path``; returns the summary.
 
@@ -99,6 +130,7 @@ def evaluate(
         data_reference: (data-set seed, RenderSettings) of synthetic models: the summary
             then also holds the data's own error (:func:`coemu.evaluation.fidelity.data_error`)
             on ``data_error_samples`` test samples.
+        history: the training run's history.csv (for ``loss.png``).
     """
     out_dir = Path(out_dir)
     dev = resolve_device(settings["device"])
@@ -114,13 +146,16 @@ def evaluate(
         prep.intensity_inverse(target.double()),
         prep.intensity_inverse(prediction.double()),
     )
-    values = {
-        "maxrel_percent": maxrel_percent(physical_t, physical_p, prep.intensity_floor).numpy(),
-        "zncc": zncc(target.double(), prediction.double()).numpy(),
-        "ssim": ssim(target, prediction).double().numpy(),
+    per_channel = {
+        "maxrel_percent": maxrel_percent(physical_t, physical_p, prep.intensity_floor, True).numpy(),
+        "zncc": zncc(target.double(), prediction.double(), True).numpy(),
+        "ssim": ssim(target, prediction, True).double().numpy(),
     }
+    values = {k: v.mean(axis=1) for k, v in per_channel.items()}
+    velocities = model.data.channel_velocities if model.data is not None else None
     samples = xr.Dataset(
         {k: ("sample", v) for k, v in values.items()}
+        | {f"{k}_per_channel": (("sample", "velocity"), v) for k, v in per_channel.items()}
         | {
             "model": ("sample", [m for m, _ in dataset.index]),
             "rotation": ("sample", [r for _, r in dataset.index]),
@@ -129,8 +164,15 @@ def evaluate(
     samples["maxrel_percent"].attrs = {"units": "percent", "long_name": "MaxRel (paper eq. 30)"}
     samples["zncc"].attrs = {"units": "1", "long_name": "ZNCC averaged over channels (eq. 31-32)"}
     samples["ssim"].attrs = {"units": "1", "long_name": "SSIM averaged over channels (eq. 33-36)"}
+    if velocities is not None:
+        samples = samples.assign_coords(velocity=("velocity", velocities, {"units": "m s-1"}))
     write_netcdf_atomic(samples, out_dir / "samples.nc")
-    summary = summarise(values) | {"stage": stage, "test_models": split["test"]}
+    summary = summarise(values, per_channel) | {
+        "stage": stage,
+        "kind": model.kind,
+        "test_models": split["test"],
+        "n_test_models": len(split["test"]),
+    }
     if data_reference is not None and settings["data_error_samples"] > 0:
         from coemu.evaluation.fidelity import data_error
 
@@ -141,15 +183,19 @@ def evaluate(
         summary |= data or {}
     write_json_atomic(summary, out_dir / "metrics.json")
     with atomic_output(out_dir / "table.md") as tmp:
-        tmp.write_text(markdown_table(stage, summary))
+        tmp.write_text(markdown_table(stage, summary, velocities))
     _figures(out_dir, values, target, prediction, physical_t, physical_p)
+    if history is not None:
+        loss_figure(history, out_dir / "loss.png", f"{model.kind} {stage}")
     log.info(
-        "%s: MaxRel median %.2f%%, ZNCC %.4f, SSIM %.4f over %d samples",
+        "%s %s: MaxRel median %.2f%%, ZNCC %.4f, SSIM %.4f over %d samples of %d test models",
+        model.kind,
         stage,
         summary["maxrel_percent_median"],
         summary["zncc_mean"],
         summary["ssim_mean"],
         summary["n_samples"],
+        len(split["test"]),
     )
     return summary
 
@@ -185,21 +231,25 @@ def _figures(out_dir, values, target, prediction, physical_t, physical_p) -> Non
     for row, (label, i) in enumerate(picks.items()):
         peak = physical_t[i].amax(dim=0).clamp_min(1e-300)
         rel = ((physical_t[i] - physical_p[i]).abs() / peak).numpy() * 100
+        lo, hi = float(target[i].min()), float(target[i].max())  # one scale: the truth's range
         for c in range(n_freq):
-            for k, (img, title, cmap, vmax) in enumerate(
+            for k, (img, title, cmap, vmin, vmax) in enumerate(
                 [
-                    (target[i, c], "truth", "magma", 1.0),  # normalised: one scale for both
-                    (prediction[i, c], "prediction", "magma", 1.0),
-                    (rel[c], "error %", "viridis", None),
+                    (target[i, c], "truth", "magma", lo, hi),
+                    (prediction[i, c], "prediction", "magma", lo, hi),
+                    (rel[c], "error %", "viridis", 0.0, float(rel.max())),
                 ]
             ):
                 ax = axes[3 * row + k, c]
-                ax.imshow(np.asarray(img), origin="lower", cmap=cmap, vmin=0.0, vmax=vmax)
+                ax.imshow(np.asarray(img), origin="lower", cmap=cmap, vmin=vmin, vmax=vmax)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if c == 0:
                     ax.set_ylabel(f"{label}\n{title}", fontsize=8)
-    fig.suptitle("Normalised intensity and MaxRel error per channel: best, median, worst sample")
+    fig.suptitle(
+        "Normalised ln intensity (truth and prediction of a sample on one scale, the truth's range)"
+        " and MaxRel error (%) per channel: best, median, worst sample"
+    )
     _save(fig, out_dir / "examples.png")
     plt.close(fig)
 
@@ -219,4 +269,27 @@ def _figures(out_dir, values, target, prediction, physical_t, physical_p) -> Non
     ax.legend(fontsize=6, ncol=2)
     ax.set_title("Spectra of four pixels, median sample")
     _save(fig, out_dir / "spectra.png")
+    plt.close(fig)
+
+
+def loss_figure(history: str | Path, path: Path, title: str) -> None:
+    """Training and validation loss per epoch from a history.csv, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    rows = pd.read_csv(history)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(rows["epoch"], rows["train_loss"], "-o", label="training")
+    if rows["val_loss"].notna().any():
+        ax.plot(rows["epoch"], rows["val_loss"], "-s", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"Loss per epoch: {title}")
+    _save(fig, path)
     plt.close(fig)

@@ -1,6 +1,8 @@
 """The paper's metrics (section 2.5.5, eq. 30-36), per sample.
 
-All functions take (batch, n_freq, H, W) tensors and return (batch,) values.
+All functions take (batch, n_freq, H, W) tensors and return (batch,) values,
+or (batch, n_freq) with ``per_channel=True`` (the value of each channel, whose
+mean over channels is the (batch,) value).
 
 * MaxRel (eq. 30), on physical intensities (predictions put back through
   :meth:`coemu.data.transform.Preprocessing.intensity_inverse`): the mean over
@@ -26,27 +28,30 @@ from torch import Tensor
 from coemu.data.variables import DEFAULT_INTENSITY_FLOOR
 
 
-def maxrel_percent(target: Tensor, prediction: Tensor, floor: float = DEFAULT_INTENSITY_FLOOR) -> Tensor:
+def maxrel_percent(
+    target: Tensor, prediction: Tensor, floor: float = DEFAULT_INTENSITY_FLOOR, per_channel: bool = False
+) -> Tensor:
     """(batch,) MaxRel in percent; ``target`` and ``prediction`` in W m-2 Hz-1 sr-1."""
     peak = target.amax(dim=1, keepdim=True).clamp_min(floor)
-    return ((target - prediction).abs() / peak).mean(dim=(1, 2, 3)) * 100.0
+    per = ((target - prediction).abs() / peak).mean(dim=(2, 3)) * 100.0
+    return per if per_channel else per.mean(dim=1)
 
 
-def zncc(target: Tensor, prediction: Tensor) -> Tensor:
+def zncc(target: Tensor, prediction: Tensor, per_channel: bool = False) -> Tensor:
     """(batch,) zero-mean normalised cross-correlation, averaged over channels."""
     a = target - target.mean(dim=(2, 3), keepdim=True)
     b = prediction - prediction.mean(dim=(2, 3), keepdim=True)
     covariance = (a * b).mean(dim=(2, 3))
     scale = a.square().mean(dim=(2, 3)).sqrt() * b.square().mean(dim=(2, 3)).sqrt()
-    per_channel = torch.where(scale > 0, covariance / scale.clamp_min(torch.finfo(scale.dtype).tiny), 0.0)
-    return per_channel.mean(dim=1)
+    per = torch.where(scale > 0, covariance / scale.clamp_min(torch.finfo(scale.dtype).tiny), 0.0)
+    return per if per_channel else per.mean(dim=1)
 
 
-def ssim(target: Tensor, prediction: Tensor) -> Tensor:
+def ssim(target: Tensor, prediction: Tensor, per_channel: bool = False) -> Tensor:
     """(batch,) SSIM of normalised images (data range 1), averaged over channels."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    per_channel = [
+    per = [
         structural_similarity_index_measure(
             prediction[:, c : c + 1].double(),
             target[:, c : c + 1].double(),
@@ -58,4 +63,5 @@ def ssim(target: Tensor, prediction: Tensor) -> Tensor:
         )
         for c in range(target.shape[1])
     ]
-    return torch.stack(per_channel, dim=1).mean(dim=1).to(target.dtype)
+    per = torch.stack(per, dim=1).to(target.dtype)
+    return per if per_channel else per.mean(dim=1)

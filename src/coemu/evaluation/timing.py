@@ -6,9 +6,10 @@ with ``torch.cuda.synchronize`` around each run on CUDA. Rows:
 
 * ``coemu-solver``: the LTE solver (float32, as the images stage runs it),
   one cube per call, on the CPU and on CUDA when present;
-* ``coemunet``: the trained emulator (its own width; 1 channel = the
-  pretrained model, 7 = the fine-tuned one), batch 1 and a large batch, on
-  the CPU and on CUDA; the preprocessing of the input is included;
+* the trained emulator, named by its kind (``column``, ``coemunet``; 1
+  channel = the pretrained model, 7 = the fine-tuned one), batch 1 and a
+  large batch, on the CPU and on CUDA; the preprocessing of the input is
+  included;
 * ``coemunet-paper``: the paper's widths (143,294,737 parameters at 64^3 and
   7 channels), untrained weights: the cost does not depend on their values;
 * ``pomme``: pomme 0.2.1 on the CPU, float64, when it is installed (tests extra).
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from coemu.constants import SPEED_OF_LIGHT
 from coemu.data.transform import Preprocessing
 from coemu.io.atomic import atomic_output
 from coemu.io.blocks import model_files, read_manifests
@@ -86,6 +88,18 @@ def _emulate(prep, model, cubes, idx) -> torch.Tensor:
     return prep.intensity_inverse(model(x.transpose(0, 1).contiguous()))
 
 
+def _n_freq(model: Emulator) -> int:
+    """Output channels of a trained emulator (its data description; older files: its arguments)."""
+    return model.data.n_freq if model.data is not None else int(model.kwargs["n_freq"])
+
+
+def _frequencies(model: Emulator, line) -> np.ndarray:
+    """The emulator's channels as frequencies (Hz): those it was trained on, else 300 m/s apart."""
+    if model.data is None:
+        return channel_frequencies(line.frequency, _n_freq(model), 300.0)
+    return line.frequency * (1.0 - np.asarray(model.data.channel_velocities) / SPEED_OF_LIGHT)
+
+
 def _row(method, device, n_freq, batch, seconds):
     ms = [1e3 * s / batch for s in seconds]
     return {
@@ -119,7 +133,7 @@ def run_timing(
     """
     out_dir = Path(out_dir)
     loaded = {p: Emulator.from_checkpoint(p) for p in trained}
-    models = {int(m.kwargs["n_freq"]): p for p, m in loaded.items()}
+    models = {_n_freq(m): p for p, m in loaded.items()}
     split = read_json(split_path)
     if not split.get("test"):
         raise CoemuInputError(split_path, "test", "no test models")
@@ -136,7 +150,8 @@ def run_timing(
         }
         dx = float(ds.attrs["cell_size"])
     n_cubes = arrays["temperature"].shape[0]
-    line = load_line()
+    data = next((m.data for m in loaded.values() if m.data is not None), None)
+    line = load_line() if data is None else load_line(data.molecule, data.transition, data.datafile or None)
     devs = [torch.device(d) for d in devices]
     rows = []
     for device in devs:
@@ -145,12 +160,12 @@ def run_timing(
             for k in ("temperature", "number_density_co", "velocity_z")
         ]
         for n_freq, model_path in sorted(models.items()):
-            freqs = channel_frequencies(line.frequency, n_freq, 300.0)
+            freqs = _frequencies(loaded[model_path], line)
             solve = functools.partial(_solve_each, line, cubes, freqs, dx)
             seconds = time_call(solve, repeats, device)
             rows.append(_row("coemu-solver", device, n_freq, 1, [s / n_cubes for s in seconds]))
             for name, model in (
-                ("coemunet", loaded[model_path].to(device)),
+                (loaded[model_path].kind, loaded[model_path].to(device)),
                 ("coemunet-paper", COEmuNet(n_freq=n_freq, grid=cubes[0].shape[-1]).to(device).eval()),
             ):
                 for batch in (1, large_batch):
@@ -161,8 +176,8 @@ def run_timing(
     if settings["pomme"] and importlib.util.find_spec("pomme") is not None:
         from coemu.rt.reference import SOLVER_INPUTS, run_reference
 
-        for n_freq in sorted(models):
-            freqs = channel_frequencies(line.frequency, n_freq, 300.0)
+        for n_freq, model_path in sorted(models.items()):
+            freqs = _frequencies(loaded[model_path], line)
             _, seconds = run_reference(
                 {key: arrays[var].astype(np.float64) for key, var in SOLVER_INPUTS.items()},
                 freqs,

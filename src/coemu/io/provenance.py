@@ -34,7 +34,7 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     "cubes": ("constants.py", "hydro", "geometry"),
     "images": ("constants.py", "rt"),
     "stats": ("stats", "data"),
-    "training": ("nn", "training", "data"),
+    "training": ("constants.py", "nn", "training", "data", "rt"),
     "evaluation": ("constants.py", "evaluation", "training", "nn", "data", "rt"),
 }
 

@@ -1,6 +1,10 @@
-"""Emulators (COEmuNet) and their building blocks; ``Emulator.from_checkpoint`` loads a model file."""
+"""Emulators (COEmuNet, the column emulator) and their building blocks.
 
-from coemu.nn.base import Emulator
+``Emulator.load("model.pt").predict(temperature, density, velocity_z)`` uses a trained one.
+"""
+
+from coemu.nn.base import Emulator, emulator_kinds
 from coemu.nn.coemunet import COEmuNet
+from coemu.nn.column import ColumnEmulator
 
-__all__ = ["COEmuNet", "Emulator"]
+__all__ = ["COEmuNet", "ColumnEmulator", "Emulator", "emulator_kinds"]

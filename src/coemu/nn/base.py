@@ -3,23 +3,41 @@
 A subclass of :class:`Emulator` registers under a ``kind`` name; every
 instance remembers the arguments it was built with (``emulator.kwargs``,
 plain numbers and lists), and a model file written by training holds them
-beside the weights (``{"kind", "kwargs", "model": state_dict, ...}``), so
-:meth:`Emulator.from_checkpoint` needs nothing but the file.
+beside the weights and the description of the training data
+(``{"kind", "kwargs", "model": state_dict, "data": DataDescription.to_dict(), ...}``),
+so :meth:`Emulator.load` needs nothing but the file, and
+:meth:`Emulator.predict` turns physical cubes into physical images:
+
+    >>> emulator = Emulator.load("results/train/finetune/model.pt")
+    >>> image = emulator.predict(temperature, density, velocity_z)  # (..., G, G, G) -> (..., F, G, G)
+
+Model files hold only tensors and plain data and are read with
+``torch.load(weights_only=True)``: loading one runs no code from it.
 """
 
 from __future__ import annotations
 
 import inspect
 import pickle
+import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from coemu.io.errors import CoemuInputError
 
+if TYPE_CHECKING:
+    from coemu.data.description import DataDescription
+
 _KINDS: dict[str, type[Emulator]] = {}
+
+
+def emulator_kinds() -> dict[str, type[Emulator]]:
+    """The registered kinds: name -> class (``training.model.kind`` names one)."""
+    return dict(_KINDS)
 
 
 def _plain(value: Any) -> Any:
@@ -32,6 +50,8 @@ class Emulator(nn.Module):
     """Base class: ``kind`` (class keyword) names the architecture in model files."""
 
     kind: ClassVar[str]
+    #: The training data (set by training and by :meth:`load`); ``predict`` needs it.
+    data: DataDescription | None = None
 
     def __init_subclass__(cls, kind: str | None = None, **kw):
         super().__init_subclass__(**kw)
@@ -51,9 +71,98 @@ class Emulator(nn.Module):
         """The constructor arguments (a copy): ``type(self)(**self.kwargs)`` is the same architecture."""
         return dict(self._init_kwargs)
 
+    @classmethod
+    def from_data(cls, data: DataDescription, **settings: Any) -> Emulator:
+        """An untrained emulator for ``data`` (channels, grid, ...) with the kind's ``settings``."""
+        raise NotImplementedError
+
     def model_file(self, **extra: Any) -> dict[str, Any]:
-        """What a model file holds: ``kind``, ``kwargs``, ``model`` (the state dict), and ``extra``."""
-        return {"kind": self.kind, "kwargs": self.kwargs, "model": self.state_dict(), **extra}
+        """What a model file holds: ``kind``, ``kwargs``, ``model`` (the state dict), ``data``, ``extra``."""
+        data = None if self.data is None else self.data.to_dict()
+        return {"kind": self.kind, "kwargs": self.kwargs, "model": self.state_dict(), "data": data, **extra}
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Emulator:
+        """The trained emulator in ``path`` (a model.pt), ready for :meth:`predict` (alias of
+        :meth:`from_checkpoint`)."""
+        return cls.from_checkpoint(path, device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _check_inputs(self, inputs: dict[str, torch.Tensor]) -> None:
+        """Shapes against the training grid (error); values against the training ranges (warning)."""
+        from coemu.data.description import INPUT_VARIABLES
+
+        g = self.data.grid
+        shapes = {k: tuple(v.shape) for k, v in inputs.items()}
+        for name, shape in shapes.items():
+            if len(shape) < 3 or shape[-3:] != (g, g, g):
+                raise ValueError(
+                    f"{name} has shape {shape}; this emulator takes (..., {g}, {g}, {g}) cubes"
+                    f" (cells along x, y, z; the observer on the -z side)"
+                )
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"temperature, density and velocity_z must have one shape, got {shapes}")
+        for name, value in inputs.items():
+            lo, hi = self.data.input_ranges.get(name, (-np.inf, np.inf))
+            outside = float(((value < lo) | (value > hi)).double().mean())
+            if outside > 0:
+                warnings.warn(
+                    f"{name}: {outside:.2%} of the cells lie outside the training range"
+                    f" [{lo:.4g}, {hi:.4g}] {INPUT_VARIABLES[name]}; the emulator extrapolates there",
+                    stacklevel=3,
+                )
+
+    @torch.no_grad()
+    def predict(self, temperature, density, velocity_z, batch_size: int = 8):
+        """Specific intensities (W m-2 Hz-1 sr-1) of cubes in physical units.
+
+        Args:
+            temperature: K; density: CO number density, m-3; velocity_z: m s-1, positive away
+                from the observer; each (G, G, G) or (B, G, G, G) (cells along x, y, z,
+                rays along z, observer on the -z side: the cube contract), numpy or torch,
+                on any device.
+            batch_size: cubes per forward pass.
+
+        Returns:
+            (F, G, G) or (B, F, G, G) intensities on the channels of ``data.channel_velocities``,
+            numpy for numpy input, else a tensor on the input's device.
+
+        Raises:
+            ValueError: a shape that is not the training grid, or no data description.
+        Warns:
+            UserWarning: a variable with cells outside the training range (naming the fraction).
+        """
+        from coemu.data.transform import Preprocessing
+
+        if self.data is None:
+            raise ValueError("this emulator has no data description (load it with Emulator.load)")
+        arrays = {"temperature": temperature, "number_density_co": density, "velocity_z": velocity_z}
+        is_numpy = not isinstance(temperature, torch.Tensor)
+        out_device = torch.device("cpu") if is_numpy else temperature.device
+        dev = self.device
+        inputs = {k: torch.as_tensor(np.asarray(v) if is_numpy else v).to(dev) for k, v in arrays.items()}
+        self._check_inputs(inputs)
+        single = inputs["temperature"].dim() == 3
+        lead = inputs["temperature"].shape[:-3]
+        flat = {k: v.reshape(-1, *v.shape[-3:]).float() for k, v in inputs.items()}
+        prep = Preprocessing(**self.data.preprocessing)
+        was_training = self.training
+        self.eval()
+        outputs = []
+        for start in range(0, flat["temperature"].shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            x = prep.inputs(flat["temperature"][sl], flat["number_density_co"][sl], flat["velocity_z"][sl])
+            outputs.append(prep.intensity_inverse(self(x.transpose(0, 1)).double()))
+        self.train(was_training)
+        g = self.data.grid
+        result = torch.cat(outputs).reshape(*lead, self.data.n_freq, g, g)
+        if single:
+            result = result.reshape(self.data.n_freq, g, g)
+        result = result.to(out_device)
+        return result.numpy() if is_numpy else result
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Emulator:
@@ -82,4 +191,8 @@ class Emulator(nn.Module):
             model.load_state_dict(state)
         except RuntimeError as err:
             raise CoemuInputError(path, "model", f"weights do not fit a {kind}({kwargs}): {err}") from None
+        if saved.get("data") is not None:
+            from coemu.data.description import DataDescription
+
+            model.data = DataDescription.from_dict(saved["data"], path)
         return model.to(device).eval()

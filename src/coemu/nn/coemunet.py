@@ -128,6 +128,11 @@ class COEmuNet(Emulator, kind="coemunet"):
         self.to_decoder = nn.Linear(latent, decoder_channels * n_freq * (grid // 8) ** 2)
         self.decoder = Decoder(decoder_channels)
 
+    @classmethod
+    def from_data(cls, data, **settings) -> COEmuNet:
+        """For ``data`` (a :class:`coemu.data.description.DataDescription`): its channels and grid."""
+        return cls(n_freq=data.n_freq, grid=data.grid, **settings)
+
     def forward(self, x: Tensor) -> Tensor:
         """(batch, 3, G, G, G) -> (batch, n_freq, G, G)."""
         features = [torch.flatten(enc(x[:, i : i + 1]), 1) for i, enc in enumerate(self.encoders)]

@@ -134,39 +134,49 @@ def render_cube(
     )
     intensity = images.permute(0, 3, 1, 2).to("cpu", torch.float32).numpy()  # (rotation, frequency, x, y)
     attrs = {
-        "model": cube.attrs.get("model", ""),
-        "molecule": line.name,
-        "transition": line.description,
-        "transition_index": int(settings.transition),
-        "rest_frequency": float(line.frequency),
-        "rest_frequency_units": "Hz",
         "solver": "coemu.rt (Pomme-equivalent LTE, rays along z, observer at z index 0)",
-        "cell_size": dx,
         **{
             f"setting_{k}": ("" if v is None else v if not isinstance(v, bool) else int(v))
             for k, v in asdict(settings).items()
         },
     }
+    return image_dataset(intensity, sub, frequencies, velocities, line, int(settings.transition), dx, attrs)
+
+
+def image_dataset(
+    intensity, cube: xr.Dataset, frequencies, velocities, line: Line, transition: int, dx, attrs
+):
+    """An image-contract dataset: ``intensity`` (rotation, frequency, x, y) in W m-2 Hz-1 sr-1 of
+    the rotations of ``cube``, on channels ``frequencies`` (Hz) / ``velocities`` (m s-1)."""
+    base = {
+        "model": cube.attrs.get("model", ""),
+        "molecule": line.name,
+        "transition": line.description,
+        "transition_index": int(transition),
+        "rest_frequency": float(line.frequency),
+        "rest_frequency_units": "Hz",
+        "cell_size": dx,
+    }
     return xr.Dataset(
         {
             "intensity": (
                 ("rotation", "frequency", "x", "y"),
-                intensity,
+                np.asarray(intensity, dtype=np.float32),
                 {"units": "W m-2 Hz-1 sr-1", "long_name": "specific intensity leaving the cube"},
             )
         },
         coords={
-            "rotation": sub["rotation"].values,
+            "rotation": cube["rotation"].values,
             "frequency": ("frequency", frequencies, {"units": "Hz", "long_name": "observed frequency"}),
             "velocity": (
                 "frequency",
                 velocities,
                 {"units": "m s-1", "long_name": "velocity offset of the channel"},
             ),
-            "x": sub["x"],
-            "y": sub["y"],
+            "x": cube["x"],
+            "y": cube["y"],
         },
-        attrs=attrs,
+        attrs=base | dict(attrs),
     )
 
 

@@ -5,6 +5,10 @@ scheduler state, the epoch and the number of batches done in it (non-zero
 after a preemption), the history rows, the RNG states and a fingerprint of
 the settings; a checkpoint whose fingerprint differs (the config changed) is
 not resumed from.
+
+Every file holds tensors and plain data only (numbers, strings, lists,
+tuples, dicts) and is read with ``torch.load(weights_only=True)``: a file
+that needs any other object (a pickle that would run code) is refused.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ def fingerprint(settings: dict[str, Any]) -> str:
 
 
 def rng_state() -> dict[str, Any]:
+    """The RNG states as tensors and plain data (numpy's key array as a tensor)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (global state)
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 (global state, as libraries use it)
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -42,7 +48,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -55,7 +62,23 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint or model file, unpickling tensors and plain data only.
+
+    Raises:
+        CoemuInputError: naming ``path`` when the file needs anything else
+            (such a file could run code when loaded) or is not a torch file.
+    """
+    import pickle
+
+    from coemu.io.errors import CoemuInputError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        raise CoemuInputError(
+            path, None, f"refused: it holds more than tensors and plain data ({first})"
+        ) from None
 
 
 def load_matching(model: torch.nn.Module, path: str | Path) -> list[str]:

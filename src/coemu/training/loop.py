@@ -45,11 +45,12 @@ from torch.utils.data import DataLoader, Sampler, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from coemu.data.dataset import EmulatorDataset
+from coemu.data.description import describe
 from coemu.data.transform import Preprocessing
 from coemu.io.blocks import read_manifests
 from coemu.io.errors import CoemuInputError
 from coemu.io.validation import read_json
-from coemu.nn import COEmuNet
+from coemu.nn import emulator_kinds
 from coemu.training import checkpoint
 from coemu.training.distributed import (
     Context,
@@ -68,7 +69,7 @@ __all__ = ["EXIT_PREEMPTED", "Preempted", "Trainer", "train", "weights_digest"]
 
 log = logging.getLogger(__name__)
 
-HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds", "samples_per_second")
 
 
 class _Skip(Sampler):
@@ -159,8 +160,9 @@ def train(
     settings: dict[str, Any],
     init: str | Path | None = None,
     progress: bool = True,
+    kind: str | None = None,
 ) -> Path:
-    """Train COEmuNet for one stage; returns the path of ``model.pt`` (on every rank).
+    """Train an emulator for one stage; returns the path of ``model.pt`` (on every rank).
 
     Args:
         stage: ``pretrain`` (face-on, 1 channel) or ``finetune`` (all rotations and channels).
@@ -171,6 +173,7 @@ def train(
         settings: the config's ``training`` section (model, device, seed, num_workers, bf16, and
             the stage's epochs, batch_size, lr, step_size, gamma, mse_weight, freq_weight).
         init: a model.pt whose tensors of matching shape start the run (fine-tuning).
+        kind: the emulator kind (default: the first of ``settings["model"]["kind"]``).
 
     Raises:
         Preempted: SIGTERM or SIGUSR1 arrived; the checkpoint was saved.
@@ -178,7 +181,7 @@ def train(
     ctx = setup(settings["device"])
     stop = _StopFlag()
     try:
-        trainer = Trainer(stage, split, stats, manifests, out_dir, settings, ctx, stop, init, progress)
+        trainer = Trainer(stage, split, stats, manifests, out_dir, settings, ctx, stop, init, progress, kind)
         return trainer.fit()
     finally:
         teardown(ctx)
@@ -204,6 +207,7 @@ class Trainer:
         stop: _StopFlag,
         init: str | Path | None = None,
         progress: bool = True,
+        kind: str | None = None,
     ):
         self.stage, self.ctx, self.stop, self.init, self.progress = stage, ctx, stop, init, progress
         self.out_dir = Path(out_dir)
@@ -225,16 +229,23 @@ class Trainer:
             raise ValueError(
                 f"{len(self.train_set)} training samples are fewer than batch_size {s['batch_size']}"
             )
-        grid = self.train_set[0][0].shape[-1]
-        n_freq = self.train_set.n_freq
+        first = self.train_set.files[train_models[0]]
+        data = describe(first[self.train_set.target_kind], first["cube"], prep, read_json(stats))
+        grid, n_freq = data.grid, data.n_freq
         self.train_set.close()  # no open files in the processes the DataLoader forks
 
+        kinds = settings["model"]["kind"]
+        self.kind = kind or (kinds if isinstance(kinds, str) else kinds[0])
+        if self.kind not in emulator_kinds():
+            raise ValueError(f"unknown emulator kind '{self.kind}' (known: {', '.join(emulator_kinds())})")
+        model_settings = settings["model"].get(self.kind, {})
         torch.manual_seed(settings["seed"])  # identical initial weights on every rank
-        self.model = COEmuNet(n_freq=n_freq, grid=grid, **settings["model"]).to(ctx.device)
+        self.model = emulator_kinds()[self.kind].from_data(data, **model_settings).to(ctx.device)
+        self.model.data = data
         self.run = {
             "stage": stage,
             "settings": {k: v for k, v in s.items() if k != "runtime"},  # a longer time limit resumes
-            "model": settings["model"],
+            "model": {"kind": self.kind, self.kind: model_settings},
             "seed": settings["seed"],
             "train": train_models,
             "validation": val_models,
@@ -248,11 +259,16 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=s["lr"], betas=(0.9, 0.999), weight_decay=0.0
         )
-        self.scheduler = (
-            torch.optim.lr_scheduler.StepLR(self.optimizer, s["step_size"], s["gamma"])
-            if s.get("step_size")
-            else None
-        )
+        # per rank: its DistributedSampler shard (padded to ceil(N / W)) in batches, the last dropped
+        self.batches_per_epoch = math.ceil(len(self.train_set) / ctx.world_size) // self.per_rank
+        self.per_batch_schedule = s.get("schedule", "step") == "cosine"
+        if self.per_batch_schedule:  # down to 0 over all the run's batches, stepped after each
+            total = max(1, s["epochs"] * self.batches_per_epoch)
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, total)
+        elif s.get("step_size"):
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, s["step_size"], s["gamma"])
+        else:
+            self.scheduler = None
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.epoch, self.step, self.history, self.best = 0, 0, [], math.inf
         self.partial = (0.0, 0)  # loss sum and samples of the epoch so far (after a preemption)
@@ -355,6 +371,8 @@ class Trainer:
             loss = self.loss_fn(prediction, y)
             loss.backward()
             self.optimizer.step()
+            if self.per_batch_schedule:
+                self.scheduler.step()
             total += loss.item() * len(x)
             count += len(x)
             self.step += 1
@@ -402,11 +420,12 @@ class Trainer:
     def end_epoch(self, train_loss: float, val_loss: float, seconds: float) -> None:
         """Step the schedule, record the epoch and write ``last.pt``, ``best.pt`` and history.csv."""
         lr = self.optimizer.param_groups[0]["lr"]
-        if self.scheduler is not None:
+        if self.scheduler is not None and not self.per_batch_schedule:
             self.scheduler.step()
         self.epoch, self.step = self.epoch + 1, 0
+        rate = self.batches_per_epoch * self.s["batch_size"] / max(seconds, 1e-9)  # samples, all ranks
         row = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
-        self.history.append(row | {"seconds": round(seconds, 3)})
+        self.history.append(row | {"seconds": round(seconds, 3), "samples_per_second": round(rate, 3)})
         improved = val_loss < self.best
         self.best = min(self.best, val_loss)
         if self.ctx.is_main:
@@ -414,7 +433,21 @@ class Trainer:
             if improved:
                 self.save_checkpoint(self.ckpt_dir / "best.pt")
             _write_history(self.out_dir / "history.csv", self.history)
-            log.info("epoch %d: train %.5g, validation %.5g, lr %.3g", self.epoch, train_loss, val_loss, lr)
+            left = (self.s["epochs"] - self.epoch) * seconds
+            log.info(
+                "%s %s epoch %d/%d: train loss %.5g, validation %.5g, lr %.3g, %.1f samples/s,"
+                " %.1f s, ETA %.0f s",
+                self.kind,
+                self.stage,
+                self.epoch,
+                self.s["epochs"],
+                train_loss,
+                val_loss,
+                lr,
+                rate,
+                seconds,
+                left,
+            )
         barrier(self.ctx)
 
     def finish(self) -> Path:
