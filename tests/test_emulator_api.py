@@ -210,3 +210,24 @@ def test_coemu_predict_writes_the_image_contract(rendered, tmp_path):
         proc.returncode == 2 and "small.nc: variable 'temperature'" in proc.stderr and "24^3" in proc.stderr
     )
     assert not bad.exists()
+
+
+def test_the_column_network_skips_only_segments_the_line_does_not_reach(rendered, monkeypatch):
+    """The network runs only within WING_CUT line widths of each channel; everywhere else the
+    segment's optical depth is below exp(-36) of the line centre's: the output is unchanged."""
+    import coemu.nn.column as column
+
+    data, prep = rendered["data"], rendered["prep"]
+    torch.manual_seed(0)
+    model = ColumnEmulator.from_data(data, hidden=8, layers=1).double()
+    with xr.open_dataset(rendered["cube"]) as c:
+        x = prep.inputs(*(torch.as_tensor(c[k].values, dtype=torch.float64) for k in INPUT_VARIABLES))
+    x = x.transpose(0, 1)
+    b = model.doppler_offsets(x)
+    skipped = float((log_segment_profile(b[..., :-1], b[..., 1:]) <= -column.WING_CUT**2).double().mean())
+    assert skipped > 0.3  # the saving is real on these data
+    with torch.no_grad():
+        cut = model(x)
+        monkeypatch.setattr(column, "WING_CUT", 1.0e9)
+        every = model(x)
+    torch.testing.assert_close(cut, every, rtol=0, atol=1e-12)

@@ -24,9 +24,10 @@ What it learns is the line's local physics (level populations, profile
 integral over a segment with a velocity gradient, source function); what it
 cannot learn is anything non-local (non-LTE coupling between rays, scattering):
 for that the global receptive field of :class:`coemu.nn.COEmuNet` is kept.
-Its cost grows like the solver's (cells x channels x the network's width), so
-it is not faster than the LTE solver it emulates; ``bench/emulators.py``
-measures both.
+Its cost grows like the solver's (the segments within ``WING_CUT`` line
+widths of each channel, x the network's width), so it is not faster than the
+LTE solver it emulates; ``bench/emulators.py`` and the timing stage measure
+both.
 
 Input (batch, 3, G, G, G): preprocessed velocity, temperature, density
 (the training data's channels); output (batch, F, G, G): normalised ln
@@ -43,6 +44,7 @@ from torch import Tensor, nn
 
 from coemu.constants import BOLTZMANN
 from coemu.nn.base import Emulator
+from coemu.rt.transfer import WING_CUT
 
 #: ln of the segment source term's initial value below the data's peak ln I.
 _SOURCE_START = 1.0
@@ -50,6 +52,8 @@ _SOURCE_START = 1.0
 _B_CLIP = 6.0
 #: Features of a segment: b and the profile, ln T and ln n at both nodes.
 N_FEATURES = 7
+#: ln dtau of a segment the line does not reach (dtau = 0 in float32 and float64).
+_NO_LINE = -1.0e4
 
 
 def _log1mexp(x: Tensor) -> Tensor:
@@ -190,10 +194,17 @@ class ColumnEmulator(Emulator, kind="column"):
             ],
             dim=-1,
         )
-        out = self.segment(features).float()  # the transfer in float32 also under bf16 autocast
+        # the network only where the line reaches: further than WING_CUT widths from the line
+        # centre along the whole segment the profile is below exp(-36), so dtau and the
+        # segment's emission vanish (the solver skips those segments the same way)
+        active = profile > -(WING_CUT**2)
+        dtype = torch.promote_types(features.dtype, torch.float32)  # float32 also under bf16 autocast
+        out = features.new_zeros(*features.shape[:-1], 2, dtype=dtype)
+        out[active] = self.segment(features[active]).to(dtype)
         p = self.p
         log_density = 0.5 * (n[..., :-1] + n[..., 1:]) * p["log_density_scale"] + p["log_density_min"]
-        return profile + log_density + out[..., 0], out[..., 1]
+        log_dtau = torch.where(active, profile + log_density + out[..., 0], _NO_LINE)
+        return log_dtau, out[..., 1]
 
     def log_intensity(self, x: Tensor) -> Tensor:
         """(batch, F, G, G) ln I (W m-2 Hz-1 sr-1) leaving node 0 of each ray."""
