@@ -224,7 +224,7 @@ def test_the_column_network_skips_only_segments_the_line_does_not_reach(rendered
         x = prep.inputs(*(torch.as_tensor(c[k].values, dtype=torch.float64) for k in INPUT_VARIABLES))
     x = x.transpose(0, 1)
     b = model.doppler_offsets(x)
-    skipped = float((log_segment_profile(b[..., :-1], b[..., 1:]) <= -column.WING_CUT**2).double().mean())
+    skipped = float((log_segment_profile(b[..., :-1], b[..., 1:]) <= -(column.WING_CUT**2)).double().mean())
     assert skipped > 0.3  # the saving is real on these data
     with torch.no_grad():
         cut = model(x)
