@@ -207,6 +207,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", type=Path, help="JSON of every figure (the table goes beside it as .md)")
     args = ap.parse_args()
+    out = args.out.resolve() if args.out else None
+    os.chdir(args.workdir)  # the manifests hold paths relative to the pipeline's folder
+    args.workdir = Path(".")
     device = torch.device(args.device)
     data, prep, train, test, split = load(args.workdir)
     meta = {
@@ -251,10 +254,10 @@ def main() -> None:
         }
     table = markdown(results, meta)
     print(table)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-        args.out.with_suffix(".md").write_text(table)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        out.with_suffix(".md").write_text(table)
 
 
 if __name__ == "__main__":

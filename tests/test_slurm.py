@@ -68,6 +68,7 @@ def slurm_run(tmp_path_factory):
     return workdir, proc.stdout + proc.stderr
 
 
+@pytest.mark.timeout(1800)  # the default pipeline runs in it (about 6 minutes alone)
 def test_default_pipeline_through_the_slurm_profile(slurm_run):
     """`snakemake --profile profiles/slurm`: every job but `all` goes through sbatch."""
     workdir, output = slurm_run
@@ -95,6 +96,7 @@ def test_default_pipeline_through_the_slurm_profile(slurm_run):
     assert planned_jobs(workdir) == {}
 
 
+@pytest.mark.timeout(1800)  # the images and every later stage run again
 def test_set_resources_and_forcerun_address_a_stage(slurm_run):
     """The README's way to send a stage to another partition, with a forced rerun of that
     stage: every image job in partition gpu, then what follows them; no cube job."""

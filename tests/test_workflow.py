@@ -92,6 +92,7 @@ def finished_run(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.timeout(1800)  # the default pipeline runs in it (about 6 minutes alone)
 def test_default_config_end_to_end(finished_run):
     """The default pipeline, configured by nothing: models to a fine-tuned emulator that emulates."""
     workdir = finished_run
