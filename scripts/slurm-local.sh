@@ -64,8 +64,10 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
-# Finished jobs stay visible to squeue for 10 minutes (the executor plugin reads states there).
-MinJobAge=600
+# Finished jobs stay visible to squeue for an hour: the executor plugin reads states there,
+# and the tests read every job of a whole default run after it ends (at 10 minutes a run
+# slowed by a busy machine lost its first jobs' records before the test looked).
+MinJobAge=3600
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmdSpoolDir=/var/spool/slurmd
