@@ -44,6 +44,7 @@ from coemu.io.validation import read_json
 from coemu.nn import emulator_kinds
 from coemu.rt.lamda import load_line
 from coemu.rt.solver import line_images
+from coemu.rt.spectral import velocity_to_frequency
 
 TABLE1 = {"maxrel": 6.9, "zncc": 0.97, "ssim": 0.91}
 DEFAULTS = {
@@ -152,9 +153,7 @@ def solver_ms(workdir: Path, split, data, device, n=4) -> float:
             for k in ("temperature", "number_density_co", "velocity_z")
         ]
     line = load_line(data.molecule, data.transition, data.datafile or None)
-    from coemu.constants import SPEED_OF_LIGHT
-
-    freqs = [line.frequency * (1.0 - v / SPEED_OF_LIGHT) for v in data.channel_velocities]
+    freqs = velocity_to_frequency(data.channel_velocities, line.frequency)
     line_images(line, *(a[:1] for a in arrays), freqs, data.cell_size)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()

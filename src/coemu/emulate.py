@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coemu.constants import SPEED_OF_LIGHT
 from coemu.io.errors import CoemuInputError
 
 log = logging.getLogger(__name__)
@@ -48,6 +47,7 @@ def predict_file(
     from coemu.rt.lamda import load_line
     from coemu.rt.render import image_dataset, read_cube
     from coemu.rt.solver import resolve_device
+    from coemu.rt.spectral import velocity_to_frequency
 
     dev = resolve_device(device)
     emulator = Emulator.load(model_path, dev)
@@ -78,7 +78,7 @@ def predict_file(
     seconds = time.perf_counter() - t0
     line = load_line(data.molecule, data.transition, data.datafile or None)
     velocities = np.asarray(data.channel_velocities, dtype=np.float64)
-    frequencies = line.frequency * (1.0 - velocities / SPEED_OF_LIGHT)  # as coemu.rt.spectral
+    frequencies = velocity_to_frequency(velocities, line.frequency)
     attrs = {
         "emulator": f"{emulator.kind} ({Path(model_path).name})",
         "setting_v_turbulence": data.v_turbulence,

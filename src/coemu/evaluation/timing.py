@@ -36,7 +36,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from coemu.constants import SPEED_OF_LIGHT
 from coemu.data.transform import Preprocessing
 from coemu.io.atomic import atomic_output
 from coemu.io.blocks import model_files, read_manifests
@@ -45,7 +44,7 @@ from coemu.io.validation import read_json
 from coemu.nn import COEmuNet, Emulator
 from coemu.rt.lamda import load_line
 from coemu.rt.solver import line_images
-from coemu.rt.spectral import channel_frequencies
+from coemu.rt.spectral import channel_frequencies, velocity_to_frequency
 
 log = logging.getLogger(__name__)
 FIELDS = (
@@ -97,7 +96,7 @@ def _frequencies(model: Emulator, line) -> np.ndarray:
     """The emulator's channels as frequencies (Hz): those it was trained on, else 300 m/s apart."""
     if model.data is None:
         return channel_frequencies(line.frequency, _n_freq(model), 300.0)
-    return line.frequency * (1.0 - np.asarray(model.data.channel_velocities) / SPEED_OF_LIGHT)
+    return velocity_to_frequency(model.data.channel_velocities, line.frequency)
 
 
 def _row(method, device, n_freq, batch, seconds):

@@ -22,9 +22,14 @@ def channel_velocities(n_channels: int = 7, spacing: float = 300.0) -> np.ndarra
     return (np.arange(n_channels) - (n_channels - 1) / 2) * spacing
 
 
+def velocity_to_frequency(velocity, rest_frequency: float) -> np.ndarray:
+    """Observed frequencies (Hz, float64) of velocity offsets (m s-1, radio convention)."""
+    return rest_frequency * (1.0 - np.asarray(velocity, dtype=np.float64) / SPEED_OF_LIGHT)
+
+
 def channel_frequencies(rest_frequency: float, n_channels: int = 7, spacing: float = 300.0) -> np.ndarray:
     """(n_channels,) observed frequencies, Hz (float64), for velocity offsets of ``spacing`` m s-1."""
-    return rest_frequency * (1.0 - channel_velocities(n_channels, spacing) / SPEED_OF_LIGHT)
+    return velocity_to_frequency(channel_velocities(n_channels, spacing), rest_frequency)
 
 
 def frequency_to_velocity(frequency: np.ndarray, rest_frequency: float) -> np.ndarray:
