@@ -108,3 +108,25 @@ def test_numpy_transform_matches_the_torch_transform():
     i = np.array([0.0, 1e-17, 1e-13], dtype=np.float64)
     expect = (transformed_values("intensity", i, floors) + 40.0) / 12.0
     np.testing.assert_allclose(p.intensity(torch.as_tensor(i)), expect, rtol=1e-12)
+
+
+def test_fitting_on_arrays_equals_the_statistics_of_the_same_training_files(small_results):
+    """Preprocessing.from_arrays (the device check's cubes in memory) = the constants of global.json."""
+    import json
+
+    import xarray as xr
+
+    split = json.loads((small_results / "split.json").read_text())
+    arrays = {"temperature": [], "number_density_co": [], "velocity_z": [], "intensity": []}
+    for model in split["train"]:
+        with xr.open_dataset(small_results / "cubes" / f"{model}.nc") as cube:
+            for name in ("temperature", "number_density_co", "velocity_z"):
+                arrays[name].append(cube[name].values)
+        with xr.open_dataset(small_results / "images" / f"{model}.nc") as image:
+            arrays["intensity"].append(image["intensity"].values)
+    fitted = Preprocessing.from_arrays({k: np.concatenate(v) for k, v in arrays.items()})
+    expected = Preprocessing.from_file(small_results / "stats" / "global.json")
+    for key, value in expected.to_dict().items():
+        assert fitted.to_dict()[key] == pytest.approx(value, rel=1e-6), key
+    with pytest.raises(KeyError, match="intensity"):
+        Preprocessing.from_arrays({k: v for k, v in arrays.items() if k != "intensity"})

@@ -171,9 +171,12 @@ def test_stop_signal_saves_a_checkpoint_and_exits_for_requeue(
     assert "signal received" in log, log[-3000:]
     assert proc.returncode == (EXIT_PREEMPTED if not launcher else 1)  # torchrun reports its own failure
     assert state["step"] > 0 or state["epoch"] > 0
-    again = torchrun(results, out, "finetune", nproc=1, settings=settings)
+    again = torchrun(results, out, "finetune", nproc=1, settings=settings, launcher=launcher)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stderr
+    # under torchrun a world of 1 joins a process group too (one GPU takes the path of several)
+    group = "gloo" if launcher else "none"
+    assert f"weights identical on 1 rank(s) (process group: {group})" in again.stderr
     assert [r["epoch"] for r in history(out)] == ["1", "2", "3"]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from coemu.io.errors import CoemuInputError
+from coemu.io.validation import plain
 
 #: The cube variables an emulator takes, in the order of ``predict``'s arguments, and their units.
 INPUT_VARIABLES = {"temperature": "K", "number_density_co": "m-3", "velocity_z": "m s-1"}
@@ -59,7 +60,7 @@ class DataDescription:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers, strings, lists and dicts (no numpy scalar reaches a model file)."""
-        return _plain(asdict(self))
+        return plain(asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | Path | None = None) -> DataDescription:
@@ -68,16 +69,6 @@ class DataDescription:
             return cls(**data)
         except TypeError as err:
             raise CoemuInputError(source, "data", f"not an emulator's data description ({err})") from None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def describe(

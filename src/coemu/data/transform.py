@@ -26,12 +26,19 @@ is not written.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from coemu.data.variables import DEFAULT_DENSITY_FLOOR, DEFAULT_INTENSITY_FLOOR
+from coemu.data.variables import (
+    DEFAULT_DENSITY_FLOOR,
+    DEFAULT_INTENSITY_FLOOR,
+    INPUT_VARIABLES,
+    transformed_values,
+)
 from coemu.io.errors import CoemuInputError
 from coemu.io.validation import read_json
 
@@ -87,6 +94,32 @@ class Preprocessing:
             density_floor=stats["floors"]["number_density_co"],
             intensity_floor=stats["floors"]["intensity"],
         )
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], floors: Mapping[str, float] | None = None):
+        """Fitted on arrays in memory, as the statistics stage fits it on the training files.
+
+        Args:
+            arrays: ``temperature`` (K), ``number_density_co`` (m-3), ``velocity_z`` (m s-1) and
+                ``intensity`` (W m-2 Hz-1 sr-1), any shapes.
+            floors: ``number_density_co`` and ``intensity`` floors (default: the config's defaults).
+        """
+        floors = {"number_density_co": DEFAULT_DENSITY_FLOOR, "intensity": DEFAULT_INTENSITY_FLOOR} | dict(
+            floors or {}
+        )
+
+        def summary(name: str) -> dict:
+            x = np.asarray(arrays[name], dtype=np.float64).ravel()
+            t = transformed_values(name, x, floors)
+            return {
+                "mean": x.mean(),
+                "variance": x.var(),
+                "transformed": {"min": t.min(), "median": float(np.median(t)), "max": t.max()},
+            }
+
+        cubes = {name: summary(name) for name in INPUT_VARIABLES}
+        images = {"intensity": summary("intensity")}
+        return cls.from_stats({"cubes": cubes, "images": images, "floors": floors})
 
     @classmethod
     def from_file(cls, path: str | Path) -> Preprocessing:

@@ -19,6 +19,20 @@ def read_json(path: str | Path) -> Any:
         raise CoemuInputError(path, None, f"cannot be read ({err})") from None
 
 
+def plain(value: Any) -> Any:
+    """``value`` as plain data (what JSON and ``torch.load(weights_only=True)`` take): dicts with
+    string keys, lists for tuples, Python numbers for numpy scalars and one-element tensors."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "numel") and hasattr(value, "item") and value.numel() == 1:  # a torch scalar
+        return value.item()
+    return value
+
+
 def check_values(
     path: str | Path | None,
     name: str,

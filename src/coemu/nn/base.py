@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from coemu.io.errors import CoemuInputError
+from coemu.io.validation import plain
 
 if TYPE_CHECKING:
     from coemu.data.description import DataDescription
@@ -38,12 +39,6 @@ _KINDS: dict[str, type[Emulator]] = {}
 def emulator_kinds() -> dict[str, type[Emulator]]:
     """The registered kinds: name -> class (``training.model.kind`` names one)."""
     return dict(_KINDS)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
 
 
 class Emulator(nn.Module):
@@ -63,7 +58,7 @@ class Emulator(nn.Module):
         bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
         bound.apply_defaults()
         instance = super().__new__(cls)
-        instance._init_kwargs = {k: _plain(v) for k, v in list(bound.arguments.items())[1:]}
+        instance._init_kwargs = {k: plain(v) for k, v in list(bound.arguments.items())[1:]}
         return instance
 
     @property

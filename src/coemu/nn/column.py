@@ -222,5 +222,5 @@ class ColumnEmulator(Emulator, kind="column"):
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, 3, G, G, G) preprocessed cube -> (batch, F, G, G) normalised ln intensity."""
-        log_i = torch.logaddexp(self.log_intensity(x), torch.tensor(self.log_floor, dtype=x.dtype))
+        log_i = torch.logaddexp(self.log_intensity(x), x.new_tensor(self.log_floor))
         return (log_i - self.p["log_intensity_min"]) / self.span

@@ -55,6 +55,14 @@ def chunk_elements(device: torch.device, itemsize: int, memory_budget: int | Non
     return CPU_CHUNK_ELEMENTS
 
 
+def rays_per_chunk(
+    device: torch.device, itemsize: int, rays: int, n_z: int, n_freq: int, memory_budget: int | None = None
+) -> int:
+    """Rays per chunk of :func:`line_images`: a power of 2 (they divide 64^2 rays), at most ``rays``."""
+    per_chunk = chunk_elements(device, itemsize, memory_budget) // (n_z * n_freq)
+    return max(1, min(rays, 2 ** int(math.log2(max(per_chunk, 1)))))
+
+
 def background_intensity(kind: str, frequencies: np.ndarray) -> np.ndarray:
     """(F,) intensity entering at the far side: ``zero`` or ``cmb`` (2.72548 K black body)."""
     if kind == "zero":
@@ -116,8 +124,7 @@ def line_images(
     check_temperature_range(temperature)
     n_z = shape[-1]
     rays = math.prod(shape[:-1])
-    per_chunk = chunk_elements(device, temperature.element_size(), memory_budget) // (n_z * n_freq)
-    ray_chunk = max(1, min(rays, 2 ** int(math.log2(max(per_chunk, 1)))))  # powers of 2 divide 64^2 rays
+    ray_chunk = rays_per_chunk(device, temperature.element_size(), rays, n_z, n_freq, memory_budget)
     t_all, n_all, v_all = (x.reshape(rays, n_z) for x in (temperature, number_density, velocity_z))
     bdy = bdy.view(-1, 1)
 

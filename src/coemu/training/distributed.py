@@ -3,7 +3,10 @@
 Under ``torchrun`` the rendezvous variables are set for us. Under ``srun``
 without torchrun, SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID give the rank,
 and MASTER_ADDR / MASTER_PORT must be exported by the job script. A single
-process (no variables) runs without a process group. nccl on CUDA, gloo on CPU.
+process (no variables) runs without a process group. A run that a launcher
+started (``MASTER_ADDR`` and ``MASTER_PORT`` set, as torchrun does) joins one
+even as a world of 1, so one GPU takes the same path as several: nccl, DDP,
+the collectives. nccl on CUDA, gloo on CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class Context:
     world_size: int
     local_rank: int
     device: torch.device
+    grouped: bool = False  # this process joined a process group (every launched run)
 
     @property
     def is_main(self) -> bool:
@@ -28,7 +32,13 @@ class Context:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """The collectives and DDP are used (a process group is joined, a world of 1 included)."""
+        return self.grouped
+
+    @property
+    def backend(self) -> str | None:
+        """``nccl`` or ``gloo`` when a process group is joined, else None."""
+        return str(dist.get_backend()) if self.grouped and dist.is_initialized() else None
 
 
 def _env_int(*names: str, default: int) -> int:
@@ -53,9 +63,10 @@ def setup(device: str = "auto") -> Context:
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    launched = "MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ
+    if (world > 1 or launched) and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
-    return Context(rank, world, local, dev)
+    return Context(rank, world, local, dev, grouped=dist.is_initialized())
 
 
 def all_reduce_sum(values: list[float], ctx: Context) -> list[float]:

@@ -459,7 +459,12 @@ class Trainer:
             raise RuntimeError(f"ranks ended with different weights: {digests}")
         path = self.out_dir / "model.pt"
         if self.ctx.is_main:
-            log.info("weights identical on %d rank(s): sha256 %s", self.ctx.world_size, digest[:16])
+            log.info(
+                "weights identical on %d rank(s) (process group: %s): sha256 %s",
+                self.ctx.world_size,
+                self.ctx.backend or "none",
+                digest[:16],
+            )
             checkpoint.save(path, self.model.model_file(run=self.run, digest=digest))
             _write_history(self.out_dir / "history.csv", self.history)
         barrier(self.ctx)

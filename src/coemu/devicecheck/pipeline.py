@@ -1,0 +1,325 @@
+"""The pipeline's GPU stages, run as its rules run them, on a mini data set the check makes.
+
+In a work folder: ``coemu sphere``, ``cubes-many``, ``render-many`` (the
+images stage on the device), ``split`` and ``stats`` (a Dask LocalCluster)
+make a synthetic data set; then
+
+* the images stage on the device agrees with ``coemu render --device cpu``
+  on the same cube (float32, <= 1e-4 of the peak);
+* DDP: ``coemu train --stage finetune`` under ``torchrun`` on every GPU
+  (nccl; on the CPU 2 processes on gloo; one GPU is a world of 1, which joins
+  a process group all the same), bf16 autocast on CUDA. A reference run goes
+  to the end; a second run is killed (SIGKILL to its process group) once its
+  first ``last.pt`` is written, then started again: it must say it resumed,
+  end with the ranks' weights check, hold every epoch in history.csv and end
+  with the reference's weights (to 1e-6 of the largest weight on the CPU,
+  1e-4 on CUDA, where kernels may sum in another order);
+* ``coemu predict --device D`` against ``--device cpu`` (<= 1e-4 of the peak);
+* ``coemu evaluate`` with ``evaluation.device: D`` (finite metrics);
+* ``coemu timing`` with ``timing.device: D`` (the GPU rows: the solver, the
+  trained kind and the paper's COEmuNet on CUDA); its table is copied into the
+  report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from coemu.devicecheck.report import Report
+from coemu.devicecheck.sizes import Sizes
+
+SECTION = "pipeline"
+DDP = "ddp"
+TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+STAGE_TIMEOUT_S = 300
+
+
+def mini_config(sizes: Sizes, device: str, world: int) -> dict:
+    """The mini data set's config: the preset's geometry, every stage on ``device``."""
+    cuda = device == "cuda"
+    config = json.loads(json.dumps(sizes.pipeline))  # a deep copy
+    config["images"] |= {"device": device, "dtype": "float32"}
+    config["dask"] = {"workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB"}
+    stage = {
+        "epochs": sizes.epochs,
+        "batch_size": 4 * world,
+        "lr": 0.01,
+        "schedule": "cosine",
+        "mse_weight": 1.0,
+        "freq_weight": 0.0,
+    }
+    config["training"] = {
+        "device": device,
+        "gpus": world if cuda else 0,
+        "processes": 1 if cuda else world,
+        "num_workers": 2 if cuda else 0,
+        "bf16": True,
+        "seed": 1234,
+        "model": {"kind": "column", "column": sizes.kinds["column"]},
+        "finetune": stage,
+    }
+    config["evaluation"] = {"device": device, "batch_size": 8, "data_error_samples": 1}
+    config["timing"] = {"device": device, "repeats": sizes.repeats, "large_batch": 8, "pomme": False}
+    return config
+
+
+class Stages:
+    """``coemu`` subcommands in a work folder, each logged to ``logs/NAME.log``; failures become checks."""
+
+    def __init__(self, work: Path, config: dict, report: Report):
+        self.work, self.report = work, report
+        self.results = work / "results"
+        (work / "logs").mkdir(parents=True, exist_ok=True)
+        self.config = work / "config.json"
+        self.config.write_text(json.dumps(config, indent=1))
+        self.env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+
+    def _log(self, name: str) -> Path:
+        return self.work / "logs" / f"{name}.log"
+
+    def run(self, name: str, *args, launcher: tuple = (), section: str = SECTION) -> bool:
+        """``coemu ARGS --config ...`` (ARGS: the subcommand and its arguments); a check named
+        ``name`` that it exited 0 (with the log's tail when not)."""
+        cmd = [sys.executable, *launcher, "-m", "coemu.cli", *map(str, args), "--config", str(self.config)]
+        t0 = time.perf_counter()
+        with open(self._log(name), "w") as log:
+            try:
+                rc = subprocess.run(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, timeout=STAGE_TIMEOUT_S
+                ).returncode
+            except subprocess.TimeoutExpired:
+                rc = "timeout"
+        self.report.rows(section, "stages").append(
+            {"stage": name, "exit": rc, "seconds": time.perf_counter() - t0}
+        )
+        return self.report.check(
+            section, f"coemu {name}", rc == 0, rc, "exit 0", "" if rc == 0 else self.tail(name)
+        )
+
+    def tail(self, name: str, chars: int = 1500) -> str:
+        return self._log(name).read_text(errors="replace")[-chars:]
+
+    def start(self, name: str, *args, launcher: tuple = ()) -> subprocess.Popen:
+        """As :meth:`run`, in the background, in a process group of its own."""
+        cmd = [sys.executable, *launcher, "-m", "coemu.cli", *map(str, args), "--config", str(self.config)]
+        log = open(self._log(name), "w")  # noqa: SIM115 (closed by the caller's wait)
+        return subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+
+
+def make_data(stages: Stages, sizes: Sizes) -> dict | None:
+    """The mini data set through the pipeline's stages; its files (or None when a stage failed)."""
+    r = stages.results
+    count = sizes.pipeline["models"]["count"]
+    models = [f"m{i:05d}" for i in range(count)]
+    files = {kind: [r / kind / f"{m}.nc" for m in models] for kind in ("cubes", "images", "faceon")}
+    blocks = {kind: r / "blocks" / kind / "b0000.json" for kind in ("cubes", "images")}
+    ok = stages.run("sphere", "sphere", r / "sphere.json")
+    ok = ok and stages.run(
+        "cubes-many",
+        "cubes-many",
+        "--models", *models,
+        "--outputs", *files["cubes"],
+        "--synthetic",
+        "--sphere", r / "sphere.json",
+        "--manifest", blocks["cubes"],
+    )  # fmt: skip
+    ok = ok and stages.run(
+        "render-many",
+        "render-many",
+        "--cubes", *files["cubes"],
+        "--images", *files["images"],
+        "--faceon", *files["faceon"],
+        "--manifest", blocks["images"],
+    )  # fmt: skip
+    ok = ok and stages.run("split", "split", r / "sphere.json", r / "split.json")
+    ok = ok and stages.run(
+        "stats", "stats", r / "split.json", r / "stats" / "global.json", "--manifests", blocks["images"]
+    )
+    if not ok:
+        return None
+    return {
+        "models": models,
+        "cubes": files["cubes"],
+        "images": files["images"],
+        "split": r / "split.json",
+        "stats": r / "stats" / "global.json",
+        "manifest": blocks["images"],
+    }
+
+
+def _peak_error(a_path: Path, b_path: Path) -> float:
+    """max |a - b| / max |b| of two image files' intensities."""
+    with xr.open_dataset(a_path) as a, xr.open_dataset(b_path) as b:
+        x, y = a["intensity"].values.astype(np.float64), b["intensity"].values.astype(np.float64)
+    return float(np.abs(x - y).max() / np.abs(y).max())
+
+
+def check_images(stages: Stages, data: dict, device: str) -> None:
+    """The images stage's file (rendered on ``device``) against the same cube rendered on the CPU."""
+    out = stages.results / "cpu" / "image.nc"
+    if stages.run("render on cpu", "render", data["cubes"][0], out, "--device", "cpu"):
+        err = _peak_error(data["images"][0], out)
+        stages.report.check(
+            SECTION, f"images stage on {device} vs cpu (float32)", err <= 1e-4, err, "<= 1e-4 of the peak"
+        )
+
+
+def _train_args(data: dict, out: Path) -> tuple:
+    return (
+        "train", "--stage", "finetune",
+        "--split", data["split"], "--stats", data["stats"], "--manifests", data["manifest"],
+        "--out", out, "--no-progress",
+    )  # fmt: skip
+
+
+def _launcher(world: int) -> tuple:
+    return ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world),
+            "--signals-to-handle", TORCHRUN_SIGNALS)  # fmt: skip
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes) -> Path | None:
+    """Reference run, killed run, resumed run; returns the resumed run's model.pt when it finished."""
+    report, train = stages.report, stages.results / "train"
+    backend = "nccl" if device == "cuda" else "gloo"
+    report.record(DDP, "world_size", world)
+    report.record(DDP, "backend", backend)
+    report.record(DDP, "epochs", sizes.epochs)
+    launch = _launcher(world)
+    if not stages.run(
+        "train (reference)", *_train_args(data, train / "reference"), launcher=launch, section=DDP
+    ):
+        return None
+    said = stages.tail("train (reference)", 10**6)
+    expected = f"weights identical on {world} rank(s) (process group: {backend})"
+    report.check(
+        DDP,
+        "ranks end with identical weights",
+        expected in said,
+        expected if expected in said else None,
+        f"'{expected}' in the log",
+    )
+
+    out = train / "finetune"
+    proc = stages.start("train (killed)", *_train_args(data, out), launcher=launch)
+    last, deadline = out / "checkpoints" / "last.pt", time.monotonic() + STAGE_TIMEOUT_S
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(last, map_location="cpu", weights_only=True) if last.exists() else {}
+    killed = last.exists() and not (out / "model.pt").exists()
+    report.check(
+        DDP,
+        "killed after its first checkpoint, before the end",
+        killed,
+        f"epoch {saved.get('epoch')}, batch {saved.get('step')}" if saved else None,
+        "last.pt written, model.pt not",
+        "" if killed else stages.tail("train (killed)"),
+    )
+    if not stages.run("train (resumed)", *_train_args(data, out), launcher=launch, section=DDP):
+        return None
+    said = stages.tail("train (resumed)", 10**6)
+    report.check(
+        DDP, "the second run resumed from last.pt", "resumed from" in said, None, "'resumed from' in the log"
+    )
+    report.check(
+        DDP,
+        "the resumed run ends with identical weights on every rank",
+        expected in said,
+        None,
+        f"'{expected}'",
+    )
+    with open(out / "history.csv") as f:
+        epochs = [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
+    report.check(
+        DDP,
+        "history.csv holds every epoch once",
+        epochs == list(range(1, sizes.epochs + 1)),
+        str(epochs),
+        f"1..{sizes.epochs}",
+    )
+    a, b = _weights(train / "reference" / "model.pt"), _weights(out / "model.pt")
+    scale = max(float(t.abs().max()) for t in a.values() if t.is_floating_point())
+    diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].is_floating_point())
+    limit = 1e-4 if device == "cuda" else 1e-6
+    report.check(
+        DDP,
+        "killed and resumed run ends with the reference's weights",
+        diff <= limit * scale,
+        diff / scale,
+        f"<= {limit:g} of the largest weight",
+    )
+    model = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    report.check(
+        DDP,
+        "model.pt records the world size",
+        model["run"]["world_size"] == world,
+        model["run"]["world_size"],
+        str(world),
+    )
+    rows = report.rows(DDP, "history")
+    with open(out / "history.csv") as f:
+        header, *lines = f.read().splitlines()
+    rows.extend(dict(zip(header.split(","), map(float, line.split(",")), strict=True)) for line in lines)
+    return out / "model.pt"
+
+
+def check_trained(stages: Stages, data: dict, model: Path, device: str) -> None:
+    """``coemu predict`` on the device and the CPU, ``coemu evaluate`` and ``coemu timing`` on the device."""
+    report, r = stages.report, stages.results
+    cube = data["cubes"][0]
+    predicted = {}
+    for dev in dict.fromkeys((device, "cpu")):
+        predicted[dev] = r / "predict" / f"{dev}.nc"
+        if not stages.run(f"predict on {dev}", "predict", model, cube, predicted[dev], "--device", dev):
+            return
+    err = _peak_error(predicted[device], predicted["cpu"])
+    report.check(SECTION, f"coemu predict on {device} vs cpu", err <= 1e-4, err, "<= 1e-4 of the peak")
+
+    inputs = ("--split", data["split"], "--stats", data["stats"], "--manifests", data["manifest"])
+    evaluation = r / "evaluation"
+    if stages.run(
+        "evaluate", "evaluate", "--stage", "finetune", "--model", model, *inputs, "--out", evaluation
+    ):
+        metrics = json.loads((evaluation / "metrics.json").read_text())
+        keys = ("n_samples", "maxrel_percent_median", "maxrel_percent_p95", "zncc_mean", "ssim_mean")
+        summary = {k: metrics.get(k) for k in keys}
+        finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in summary.values())
+        report.check(SECTION, "evaluate: finite metrics", finite, len(summary), "every metric finite")
+        report.record(
+            SECTION, "evaluation (a tiny model on the mini data set: not a measure of accuracy)", summary
+        )
+
+    timing = r / "timing"
+    if stages.run("timing", "timing", "--models", model, *inputs, "--out", timing):
+        text = (timing / "timing.csv").read_text().splitlines()
+        header = text[0].split(",")
+        rows = [dict(zip(header, line.split(","), strict=True)) for line in text[1:]]
+        wanted = {("coemu-solver", device), ("column", device), ("coemunet-paper", device)}
+        have = {(row["method"], row["device"]) for row in rows}
+        report.check(
+            SECTION,
+            f"timing: rows on {device}",
+            wanted <= have,
+            len(rows),
+            ", ".join(sorted(f"{m}/{d}" for m, d in wanted)),
+        )
+        report.record("timing stage", "markdown", (timing / "timing.md").read_text())
