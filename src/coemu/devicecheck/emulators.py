@@ -64,9 +64,10 @@ def _search(
 ) -> tuple[list[dict], str]:
     """``measure(batch)`` -> row with ``seconds`` at start, 2 start, ...; the rows and why the doubling
     stopped."""
-    rows, batch = [], start
+    rows, batch, last = [], start, 0.0
     while True:
-        if deadline.left() < reserve:
+        # the next call takes about twice the last one, repeats + 1 times (the warm-up)
+        if deadline.left() < reserve + 2.0 * last * (sizes.repeats + 1):
             return rows, "budget"
         try:
             row = measure(batch)
@@ -75,7 +76,7 @@ def _search(
                 raise  # at the first batch it is a failure, not a limit
             torch.cuda.empty_cache()
             return rows, f"batch {batch}: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
-        seconds = row.pop("seconds")
+        last = seconds = row.pop("seconds")
         rows.append(row)
         if batch * 2 > max_batch:
             return rows, f"cap {max_batch}"
@@ -120,6 +121,13 @@ def check_kind(
         f"<= {BF16_TOLERANCE} of max(1, |float32 output|)",
     )
     rows = report.rows(SECTION, "inference")
+    searches = 4  # inference float32 and bf16, training bf16 and float32: each a share of the time left
+
+    def share() -> Deadline:
+        nonlocal searches
+        searches -= 1
+        return Deadline(max(0.0, deadline.left() - reserve) / (searches + 1) + reserve)
+
     for bf16 in (False, True):
         precision = "bf16" if bf16 else "float32"
 
@@ -138,7 +146,7 @@ def check_kind(
                 "seconds": median,
             }
 
-        found, why = _search(infer, sizes.infer_max_batch[kind], sizes, deadline, reserve)
+        found, why = _search(infer, sizes.infer_max_batch[kind], sizes, share(), reserve)
         rows.extend(found)
         report.record(SECTION, f"{kind}_{precision}_inference_stop", why)
     training = report.rows(SECTION, "training")
@@ -178,7 +186,7 @@ def check_kind(
             }
 
         # from batch 2: batch norm needs more than one value per channel in training
-        found, why = _search(train, sizes.train_max_batch[kind], sizes, deadline, reserve, start=2)
+        found, why = _search(train, sizes.train_max_batch[kind], sizes, share(), reserve, start=2)
         del net, opt
         training.extend(found)
         report.record(SECTION, f"{kind}_{precision}_training_stop", why)

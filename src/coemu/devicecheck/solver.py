@@ -25,7 +25,13 @@ from coemu.devicecheck.report import Deadline, Report
 from coemu.devicecheck.sizes import Sizes
 from coemu.evaluation.timing import time_call
 from coemu.rt.lamda import Line
-from coemu.rt.solver import CPU_CHUNK_ELEMENTS, TEMPORARIES_PER_ELEMENT, line_images, rays_per_chunk
+from coemu.rt.solver import (
+    CPU_CHUNK_ELEMENTS,
+    TEMPORARIES_PER_ELEMENT,
+    chunk_elements,
+    line_images,
+    rays_per_chunk,
+)
 
 SECTION = "solver"
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4}
@@ -99,10 +105,15 @@ def measure_throughput(
     worst_ratio = 0.0
     for i, dtype in enumerate((torch.float32, torch.float64)):
         share = Deadline(max(0.0, deadline.left()) / (2 - i))
-        best, batch, stalled = None, 1, 0
-        while batch <= sizes.solver_max_batch and share.left() > 0:
+        best, batch, stalled, last = None, 1, 0, 0.0
+        # the next call takes about twice the last one, repeats + 1 times (the warm-up)
+        while batch <= sizes.solver_max_batch and share.left() > 2.0 * last * (sizes.repeats + 1):
             inputs = tensors(arrays, dtype, device, [i % n_cubes for i in range(batch)])
-            solve = functools.partial(line_images, line, *inputs, freqs, dx)
+            # the default budget (a quarter of the free memory on CUDA), fixed for the timed calls so
+            # that the chunk the measurement divides by is the one the calls used
+            budget = chunk_elements(device, inputs[0].element_size()) * TEMPORARIES_PER_ELEMENT
+            budget *= inputs[0].element_size()
+            solve = functools.partial(line_images, line, *inputs, freqs, dx, memory_budget=budget)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             try:
@@ -115,7 +126,7 @@ def measure_throughput(
                 break
             finally:
                 del solve
-            median = sorted(seconds)[len(seconds) // 2]
+            last = median = sorted(seconds)[len(seconds) // 2]
             row = {
                 "dtype": _name(dtype),
                 "batch": batch,
@@ -124,7 +135,7 @@ def measure_throughput(
                 "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30
                 if device.type == "cuda"
                 else None,
-                "temporaries_per_element": _peak_per_element(inputs, freqs, device),
+                "temporaries_per_element": _peak_per_element(inputs, freqs, device, budget),
             }
             rows.append(row)
             if row["temporaries_per_element"] is not None:

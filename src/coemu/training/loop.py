@@ -354,6 +354,7 @@ class Trainer:
             num_workers=self.workers,
             drop_last=True,  # no 1-sample batch for batch norm
             worker_init_fn=_ignore_stop_signals,
+            pin_memory=self.ctx.device.type == "cuda",  # so that non_blocking copies overlap
         )
         self.ddp.train()
         total, count = self.partial
@@ -407,9 +408,10 @@ class Trainer:
             batch_size=self.per_rank,
             num_workers=self.workers,
             worker_init_fn=_ignore_stop_signals,
+            pin_memory=self.ctx.device.type == "cuda",
         )
         for x, y in _workers_started(loader):
-            x, y = x.to(self.ctx.device), y.to(self.ctx.device)
+            x, y = x.to(self.ctx.device, non_blocking=True), y.to(self.ctx.device, non_blocking=True)
             with self.autocast():
                 prediction = self.model(x)
             total += self.loss_fn(prediction, y).item() * len(x)
