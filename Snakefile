@@ -28,3 +28,8 @@ rule all:
         ),
         "results/timing/timing.csv",
         ["results/evaluation/kinds.md"] if OTHER_KINDS else [],
+        (
+            ["results/observations/manifest.json"]
+            if config["observations"]["export"]
+            else []
+        ),

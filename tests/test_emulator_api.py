@@ -231,3 +231,44 @@ def test_the_column_network_skips_only_segments_the_line_does_not_reach(rendered
         monkeypatch.setattr(column, "WING_CUT", 1.0e9)
         every = model(x)
     torch.testing.assert_close(cut, every, rtol=0, atol=1e-12)
+
+
+def test_coemu_observe_renders_with_a_trained_emulator_whose_cells_match(rendered, tmp_path):
+    """The predict API behind `coemu observe --emulator`: the same image as predict on rotation 0."""
+    from astropy.io import fits
+
+    from coemu.observe.fits import sky_array
+    from coemu.observe.units import pixel_solid_angle
+
+    data = rendered["data"]
+    torch.manual_seed(0)
+    model = ColumnEmulator.from_data(data, hidden=8, layers=1)
+    model.data = data
+    checkpoint.save(tmp_path / "model.pt", model.model_file())
+    geometry = ["--seed", "5", "--n-base", "16", "--levels", "4", "--box-cells", "48"]
+    geometry += ["--sphere", rendered["tmp"] / "sphere.json", "--unit", "Jy/pixel", "--beam-major", "null"]
+    out = tmp_path / "obs.fits"
+    run_cli(
+        "observe", out, "--model", "m00001", *geometry, "--grid", "24", "--emulator", tmp_path / "model.pt"
+    )
+    with xr.open_dataset(rendered["cube"]) as c:
+        direct = model.predict(*(c[k].values[0] for k in INPUT_VARIABLES))
+    with fits.open(out) as hdul:
+        assert hdul[0].header["RENDERER"] == "emulator model.pt"
+        expected = sky_array(direct.astype(np.float64)) * pixel_solid_angle(data.cell_size, 150.0) * 1e26
+        np.testing.assert_allclose(hdul[0].data, expected, rtol=1e-4, atol=1e-6 * expected.max())
+    bad = tmp_path / "bad.fits"
+    proc = run_cli(
+        "observe",
+        bad,
+        "--model",
+        "m00001",
+        *geometry,
+        "--grid",
+        "16",
+        "--emulator",
+        tmp_path / "model.pt",
+        check=False,
+    )
+    assert proc.returncode == 2 and "model.pt: variable 'cell_size'" in proc.stderr and "24^3" in proc.stderr
+    assert not bad.exists()

@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import xarray as xr
+from astropy.io import fits
 from conftest import REPO, run_cli
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -135,6 +137,15 @@ def test_default_config_end_to_end(finished_run):
     assert len(metrics["per_channel"]["zncc_mean"]) == 7
     timing = (workdir / "results/timing/timing.md").read_text()
     assert "| coemu-solver | cpu | 7 | 1 |" in timing and "| column | cpu | 7 | 8 |" in timing
+    # the test models' images as FITS cubes and moment-0 maps (observations.export in config.yaml)
+    exported = json.loads((workdir / "results/observations/manifest.json").read_text())["files"]
+    assert sorted(exported) == sorted(split["test"])
+    assert all(len(paths) == config["rotations"] for paths in exported.values())
+    with fits.open(workdir / exported[split["test"][0]][0]) as hdul:
+        header = hdul[0].header
+        assert header["BUNIT"] == "Jy/beam" and header["CTYPE3"] == "VRAD" and header["NAXIS3"] == 7
+        assert header["BMAJ"] == pytest.approx(0.1 / 3600) and float(np.nanmax(hdul[0].data)) > 0
+    assert (workdir / exported[split["test"][0]][0].replace(".fits", ".mom0.fits")).exists()
     # a second run has nothing to do
     assert planned_jobs(workdir) == {}
     # a self-contained report with the figures, tables and captions
@@ -142,20 +153,21 @@ def test_default_config_end_to_end(finished_run):
     html = (workdir / "report.html").read_text()
     assert len(html) > 100_000 and "paper figure 5" in html and "like with like" in html
     assert "stage finetune" in html and "stage pretrain" in html
+    assert "moment-0 map" in html and "channel maps" in html
 
 
 def test_changed_solver_setting_reruns_images_and_after_but_no_cube(finished_run):
     (finished_run / "solver.yaml").write_text("images: {v_turbulence: 150.0}\n")
     jobs = planned_jobs(finished_run, "--configfile", "solver.yaml")
     after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
-    assert jobs == {"images": 5} | after
+    assert jobs == {"images": 5, "observations": 1} | after
 
 
 def test_forcerun_and_until_name_the_stage(finished_run):
     """One rule per stage: `--forcerun images` reruns the image jobs and what follows, no
     cube job; `--until images` stops after them."""
-    after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
-    assert planned_jobs(finished_run, "--forcerun", "images") == {"images": 5} | after
+    after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "observations": 1}
+    assert planned_jobs(finished_run, "--forcerun", "images") == {"images": 5, "all": 1} | after
     assert planned_jobs(finished_run, "--forcerun", "pretrain", "--until", "finetune") == {
         "pretrain": 1,
         "finetune": 1,
@@ -193,6 +205,7 @@ def test_added_models_compute_only_the_new_models(finished_run, tmp_path):
     old_cubes, old_images = mtimes(workdir / "results/cubes"), mtimes(workdir / "results/images")
     radius = json.loads((workdir / "results/sphere.json").read_text())["radius"]
     fan_in = {"split": 1, "stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
+    fan_in |= {"observations": 1}
 
     (workdir / "more.yaml").write_text("models: {count: 22}\n")  # 20 -> 22: new block b0005
     blocks = {"cubes": 6, "images": 6}
@@ -305,7 +318,8 @@ def test_paper_config_lists_every_block_job(workdir):
         listed = snakemake(
             workdir, "--list-rules", "--configfile", "config/paper.yaml", "per_job.yaml"
         ).stdout.split()
-        assert sorted(listed) == sorted(STAGES + ["train_kind", "evaluate_kind", "compare_kinds"])
+        extra = ["train_kind", "evaluate_kind", "compare_kinds", "observations"]
+        assert sorted(listed) == sorted(STAGES + extra)
 
 
 def test_failed_block_leaves_no_partial_output_and_a_rerun_recovers(workdir):

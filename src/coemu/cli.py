@@ -170,6 +170,34 @@ def cmd_predict(args: argparse.Namespace, config: dict) -> None:
     predict_file(args.model, args.cube, args.output, args.device, args.batch_size)
 
 
+def cmd_observe(args: argparse.Namespace, config: dict) -> None:
+    """A FITS spectral cube of a model seen from a chosen direction (WCS, beam, units, noise)."""
+    from coemu.observe.make import observe_model
+
+    _one_source(args.model is not None, args.input, "a model file (--input) or --model")
+    observe_model(
+        args.output,
+        config,
+        args.model,
+        args.input,
+        args.inclination,
+        args.position_angle,
+        args.azimuth,
+        args.sphere,
+        args.emulator,
+        config["images"]["device"],
+        args.moments,
+    )
+
+
+def cmd_export_observations(args: argparse.Namespace, config: dict) -> None:
+    """Every rotation of the test models' images as FITS cubes and moment-0 maps."""
+    from coemu.observe.fits import ObservationSettings
+    from coemu.observe.make import export_images
+
+    export_images(args.split, args.manifests, args.out, ObservationSettings.from_config(config))
+
+
 def _command(sub, name: str, func, help: str, sections=(), top=()) -> argparse.ArgumentParser:
     """A subcommand with ``--config`` and the generated options of ``sections`` (and top-level ``top``)."""
     p = sub.add_parser(name, help=help, description=func.__doc__)
@@ -311,6 +339,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="image netCDF file to write")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--batch-size", type=int, default=8, help="cubes per forward pass")
+
+    p = _command(
+        sub,
+        "observe",
+        cmd_observe,
+        "a FITS cube of a model from any direction, at a distance, with a beam",
+        [synthetic, "cubes", "images", "observations"],
+        ["seed"],
+    )
+    p.add_argument("output", type=Path, help="FITS file to write")
+    p.add_argument("--model", help="synthetic model id (m00003), with the config's seed and layout")
+    p.add_argument("--input", type=Path, help="a model file (*.nc point cloud or Magritte *.h5) instead")
+    p.add_argument("--inclination", type=float, default=0.0, help="deg; 0 = face-on (the cubes' rotation 0)")
+    p.add_argument("--position-angle", type=float, default=0.0, help="deg east of north of the orbital axis")
+    p.add_argument("--azimuth", type=float, default=0.0, help="deg about the orbital axis")
+    p.add_argument(
+        "--sphere", type=Path, help="sphere.json whose radius sets the cells (default: the model's)"
+    )
+    p.add_argument("--emulator", type=Path, help="render with this trained model.pt instead of the solver")
+    p.add_argument("--moments", action="store_true", help="also write OUTPUT's .mom0/.mom1/.mom2.fits")
+
+    p = _command(
+        sub,
+        "export-observations",
+        cmd_export_observations,
+        "the test models' images as FITS cubes and moment-0 maps",
+        ["observations"],
+    )
+    p.add_argument("--split", type=Path, required=True, help="split.json")
+    p.add_argument(
+        "--manifests", type=Path, nargs="+", required=True, help="image block manifests (every model's files)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for the FITS files and figures")
 
     p = _command(sub, "timing", cmd_timing, "ms per image: solver, emulator, pomme", ["timing"])
     p.add_argument(

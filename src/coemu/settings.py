@@ -211,6 +211,7 @@ def stage_config(config: Mapping[str, Any], stage: str, kind: str | None = None)
         "split": ("split",),
         "stats": ("dask", "preprocessing"),
         "timing": ("timing",),
+        "observations": ("observations",),
     }
     if stage not in sections:
         raise ValueError(f"unknown stage '{stage}'")

@@ -38,6 +38,7 @@ def make_cubes(
     grid: int = 64,
     progress: bool = False,
     method: str = "reconstruct",
+    matrices: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Trim ``model`` to the global sphere, rotate it ``n_rotations`` times and regrid.
 
@@ -49,6 +50,8 @@ def make_cubes(
         box_cells, grid: cube geometry (see :class:`CubeGeometry`).
         progress: show a tqdm bar over rotations.
         method: regridding method (:data:`METHODS`).
+        matrices: (n_rotations, 3, 3) rotations to use instead of the seeded ones (a chosen
+            viewing direction: :func:`coemu.observe.viewing.viewing_matrix`).
 
     Returns:
         The cube dataset of the contract: float32 ``temperature``,
@@ -74,7 +77,10 @@ def make_cubes(
     velocity = model.velocity[keep]
     values = {"number_density_co": model.number_density_co[keep], "temperature": model.temperature[keep]}
     geometry = CubeGeometry(radius, box_cells, grid)
-    matrices = rotation_matrices(seed, model.name, n_rotations)
+    if matrices is None:
+        matrices = rotation_matrices(seed, model.name, n_rotations)
+    elif np.shape(matrices) != (n_rotations, 3, 3):
+        raise ValueError(f"matrices of shape {np.shape(matrices)} for {n_rotations} rotations")
     shape = (n_rotations, grid, grid, grid)
     out = {name: np.empty(shape, dtype=np.float32) for name in CUBE_VARIABLES}
     iterator = range(n_rotations)

@@ -36,6 +36,7 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     "stats": ("stats", "data"),
     "training": ("constants.py", "nn", "training", "data", "rt"),
     "evaluation": ("constants.py", "evaluation", "training", "nn", "data", "rt"),
+    "observations": ("constants.py", "observe", "rt"),
 }
 
 # Files that count: Python sources (as syntax trees) and the solver's line data.
