@@ -71,6 +71,14 @@ def test_each_section_reaches_the_code_as_one_object():
         ({"cubes": {"grid": 64, "box_cells": 32}}, "cubes.grid", "cannot be kept"),
         ({"cubes": {"grid": 20, "box_cells": 40}}, "cubes.grid", "multiple of 8"),
         ({"models": {"directory": "/data"}}, "models.directory", "models.source is synthetic"),
+        ({"observations": {"beam_major": None}}, "observations.beam_major", "unit is Jy/beam"),
+        ({"observations": {"beam_minor": 0.2}}, "observations.beam_minor", "larger than beam_major"),
+        ({"observations": {"clip": 3.0}}, "observations.clip", "needs the noise rms"),
+        (
+            {"observations": {"export": True}, "split": {"train": 0.9, "validation": 0.1, "test": 0.0}},
+            "observations.export",
+            "split.test is 0",
+        ),
     ],
 )
 def test_cross_field_checks_name_the_key(config, key, problem):

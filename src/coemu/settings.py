@@ -163,6 +163,19 @@ def check(
             batch = training[stage]["batch_size"]
             if batch % n:
                 fail(f"training.{stage}.batch_size", f"{batch} is not divisible by the {n} processes ({by})")
+    if obs := config.get("observations"):
+        if obs["unit"] == "Jy/beam" and obs["beam_major"] is None:
+            fail("observations.beam_major", "is null (no beam), but observations.unit is Jy/beam")
+        if (
+            obs["beam_minor"] is not None
+            and obs["beam_major"] is not None
+            and obs["beam_minor"] > obs["beam_major"]
+        ):
+            fail("observations.beam_minor", f"{obs['beam_minor']} arcsec is larger than beam_major")
+        if obs["clip"] is not None and not obs["noise"]:
+            fail("observations.clip", "clipping at n sigma needs the noise rms (observations.noise)")
+        if obs["export"] and split and split["test"] == 0:
+            fail("observations.export", "exports the test models' images, but split.test is 0")
     if training and cubes and cubes["grid"] % 8 and "coemunet" in emulator_kinds(training):
         fail("cubes.grid", f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)")
 
