@@ -137,7 +137,7 @@ def test_profile_by_name_from_the_user_config_directory(tmp_path):
 
 
 def test_statistics_on_a_dask_slurm_cluster(tmp_path):
-    """`dask.cluster: slurm`: the Dask workers are SLURM jobs (dask_jobqueue.SLURMCluster)."""
+    """`dask.cluster: slurm`: the Dask workers are SLURM jobs (dask_jobqueue.SLURMCluster), over TLS."""
     import numpy as np
     from test_stats import FLOORS, check_equal, numpy_reference, write_pair
 
@@ -159,6 +159,14 @@ def test_statistics_on_a_dask_slurm_cluster(tmp_path):
     }
     with dask_client({"cluster": "slurm", "slurm": slurm}) as client:
         client.wait_for_workers(1, timeout=180)
+        # TLS with temporary credentials (dask.security auto): a plain client is refused
+        address = client.scheduler.address
+        assert address.startswith("tls://")
+        from distributed import Client
+
+        for plain in (address, address.replace("tls://", "tcp://")):
+            with pytest.raises(Exception):  # noqa: B017 (refused, whatever the layer that refuses)
+                Client(plain, timeout=5)
         running = subprocess.run(
             ["squeue", "-h", "-n", job_name, "-o", "%T"], capture_output=True, text=True, check=True
         ).stdout.split()

@@ -188,3 +188,44 @@ def test_cli_split_then_stats_of_the_training_models(tmp_path, dataset):
     assert proc.returncode == 2
     assert f"{parts['train'][0]}.nc: file is missing" in proc.stderr
     assert out.read_bytes() == before
+
+
+def test_the_cluster_speaks_tls_and_refuses_clients_without_its_credentials(client):
+    """dask.security auto: TLS with temporary credentials; the dashboard on this host only."""
+    from distributed import Client
+    from distributed.security import Security
+
+    address = client.scheduler.address
+    assert address.startswith("tls://127.0.0.1:")
+    assert client.dashboard_link.startswith("http://127.0.0.1:")
+    assert client.submit(sum, [1, 2]).result() == 3
+    for attempt in (
+        lambda: Client(address, timeout=5),  # no credentials
+        lambda: Client(address.replace("tls://", "tcp://"), timeout=5),  # plain TCP
+        lambda: Client(address, security=Security.temporary(), timeout=5),  # other credentials
+    ):
+        with pytest.raises(Exception):  # noqa: B017 (refused, whatever the layer that refuses)
+            attempt()
+
+
+def test_a_running_scheduler_is_reached_with_the_certificate_files_of_the_config(tmp_path):
+    """dask.security {ca_file, cert, key}: a started cluster and a scheduler_address client share them."""
+    from distributed.security import Security
+
+    pem = Security.temporary()
+    files = {}
+    for key, value in (
+        ("ca_file", pem.tls_ca_file),
+        ("cert", pem.tls_client_cert),
+        ("key", pem.tls_client_key),
+    ):
+        files[key] = str(tmp_path / f"{key}.pem")
+        (tmp_path / f"{key}.pem").write_text(value)
+    settings = {"workers": 1, "memory_limit": "1GiB", "security": files}
+    with dask_client(settings) as started:
+        address = started.scheduler.address
+        assert address.startswith("tls://")
+        with dask_client({"scheduler_address": address, "security": files}) as joined:
+            assert joined.submit(sum, [2, 3]).result() == 5
+    with dask_client({"workers": 1, "memory_limit": "1GiB", "security": "none"}) as plain:
+        assert plain.scheduler.address.startswith("tcp://127.0.0.1:")

@@ -354,3 +354,31 @@ def test_failed_block_leaves_no_partial_output_and_a_rerun_recovers(workdir):
     assert (workdir / "results/cubes/wind2.nc").stat().st_mtime_ns == made
     assert sorted(p.name for p in (workdir / "results/images").iterdir()) == ["wind2.nc", "wind5.nc"]
     assert planned_jobs(workdir, target, "--configfile", "dir.yaml") == {}
+
+
+def test_paths_with_spaces_and_shell_metacharacters_run_and_run_no_command(tmp_path):
+    """Every value that reaches a shell command is quoted: a work folder, a models folder and a
+    LAMDA file whose names hold spaces, quotes and `; touch FILE` run end to end (to the
+    statistics), and no FILE appears."""
+    hostile = "a b; touch PWNED; 'q' $(touch PWNED) `touch PWNED`"  # run in a shell: a file PWNED
+    workdir = tmp_path / f"work {hostile}"
+    workdir.mkdir()
+    copy_workflow(workdir)
+    models = write_models(tmp_path / f"models {hostile}", (2, 5, 7))
+    datafile = tmp_path / f"line data {hostile}" / "co data.dat"
+    datafile.parent.mkdir()
+    shutil.copy(REPO / "src/coemu/rt/data/co.dat", datafile)
+    config = {
+        "seed": 3,
+        "models": {"source": "directory", "directory": str(models)},
+        "cubes": {"rotations": 2, "box_cells": 32, "grid": 16},
+        "images": {"datafile": str(datafile), "channels": 3},
+    }
+    (workdir / "odd.yaml").write_text(json.dumps(config))  # JSON is YAML
+    snakemake(workdir, "results/stats/global.json", "--cores", "2", "--configfile", "odd.yaml")
+    for name in ("wind2", "wind5", "wind7"):
+        with xr.open_dataset(workdir / f"results/images/{name}.nc") as image:
+            assert image.intensity.shape == (2, 3, 16, 16)
+            assert image.attrs["setting_datafile"] == str(datafile)
+    assert json.loads((workdir / "results/stats/global.json").read_text())["models"]
+    assert not list(tmp_path.rglob("PWNED"))
