@@ -74,6 +74,7 @@ def test_default_pipeline_through_the_slurm_profile(slurm_run):
     workdir, output = slurm_run
     jobs = slurm_jobs(output)
     expected = {"sphere", "cubes", "images", "split", "stats", "pretrain", "finetune", "evaluate", "timing"}
+    expected |= {"observations"}  # observations.export in config/config.yaml
     assert set(jobs) == expected and len(jobs["evaluate"]) == 2
     assert len(jobs["cubes"]) == len(jobs["images"]) == 5  # 20 models, 4 per job
     infos = {rule: job_info(ids[0]) for rule, ids in jobs.items()}
@@ -112,7 +113,7 @@ def test_set_resources_and_forcerun_address_a_stage(slurm_run):
         "images:slurm_partition=gpu",
     )
     jobs = slurm_jobs(proc.stdout + proc.stderr)
-    assert set(jobs) == {"images", "stats", "pretrain", "finetune", "evaluate", "timing"}
+    assert set(jobs) == {"images", "stats", "pretrain", "finetune", "evaluate", "timing", "observations"}
     assert len(jobs["images"]) == 5
     assert {job_info(i)["partition"] for i in jobs["images"]} == {"gpu"}
     assert {job_info(ids[0])["partition"] for rule, ids in jobs.items() if rule != "images"} == {"debug"}
