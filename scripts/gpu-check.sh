@@ -25,7 +25,7 @@ fi
 missing=$("$py" -c '
 import importlib.util
 need = ("torch", "numpy", "scipy", "xarray", "netCDF4", "h5py", "yaml", "jsonschema", "dask",
-        "distributed", "torchmetrics", "matplotlib", "tqdm")
+        "distributed", "cryptography", "torchmetrics", "matplotlib", "tqdm")
 print(" ".join(n for n in need if importlib.util.find_spec(n) is None))')
 if [ -n "$missing" ]; then
   echo "gpu-check: $py lacks: $missing (scripts/gpu-wheels.sh fetches them as wheels)" >&2

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 dir=${1:-.whl}
 pyver=${2:-3.12}
 packages="netCDF4 cftime jsonschema jsonschema-specifications referencing rpds-py dask distributed
-partd locket tblib zict tornado"
+partd locket tblib zict tornado cryptography cffi pycparser"
 mkdir -p "$dir"
 for name in $packages; do
   version=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('$name'))")
