@@ -91,7 +91,7 @@ class Stages:
     def run(self, name: str, *args, launcher: tuple = (), section: str = SECTION) -> bool:
         """``coemu ARGS --config ...`` (ARGS: the subcommand and its arguments); a check named
         ``name`` that it exited 0 (with the log's tail when not)."""
-        cmd = [sys.executable, *launcher, "-m", "coemu.cli", *map(str, args), "--config", str(self.config)]
+        cmd = self._command(args, launcher)
         t0 = time.perf_counter()
         with open(self._log(name), "w") as log:
             try:
@@ -107,12 +107,16 @@ class Stages:
             section, f"coemu {name}", rc == 0, rc, "exit 0", "" if rc == 0 else self.tail(name)
         )
 
+    def _command(self, args: tuple, launcher: tuple) -> list[str]:
+        """``python [LAUNCHER] -m coemu.cli ARGS --config CONFIG``, as the rules call coemu."""
+        return [sys.executable, *launcher, "-m", "coemu.cli", *map(str, args), "--config", str(self.config)]
+
     def tail(self, name: str, chars: int = 1500) -> str:
         return self._log(name).read_text(errors="replace")[-chars:]
 
     def start(self, name: str, *args, launcher: tuple = ()) -> subprocess.Popen:
         """As :meth:`run`, in the background, in a process group of its own."""
-        cmd = [sys.executable, *launcher, "-m", "coemu.cli", *map(str, args), "--config", str(self.config)]
+        cmd = self._command(args, launcher)
         log = open(self._log(name), "w")  # noqa: SIM115 (closed by the caller's wait)
         return subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True

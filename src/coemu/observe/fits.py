@@ -35,6 +35,7 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from coemu.constants import SPEED_OF_LIGHT
 from coemu.io.atomic import atomic_output
 from coemu.io.errors import CoemuInputError
 from coemu.observe import units as conv
@@ -192,7 +193,7 @@ def _header(shape, velocities, frequencies, rest_frequency, pixel, settings, bea
     else:
         w.wcs.cunit = ["deg", "deg", "Hz"]
         w.wcs.crval = [settings.ra, settings.dec, frequencies[0]]
-        w.wcs.cdelt = [-pixel / 3600.0, pixel / 3600.0, -rest_frequency * step / 2.99792458e8]
+        w.wcs.cdelt = [-pixel / 3600.0, pixel / 3600.0, -rest_frequency * step / SPEED_OF_LIGHT]
     w.wcs.specsys = "LSRK"
     w.wcs.restfrq = rest_frequency
     w.wcs.radesys = "ICRS"

@@ -63,9 +63,8 @@ def make_beam(major: float, minor: float | None, pa: float, pixel: float) -> Bea
     return Beam(major=major * u.arcsec, minor=minor * u.arcsec, pa=pa * u.deg)
 
 
-def pad_width(beam: Beam, pixel: float) -> int:
+def pad_width(kernel) -> int:
     """Pixels of empty sky added on each side before convolution: the kernel's half width."""
-    kernel = beam.as_kernel(pixel * u.arcsec)
     return max(kernel.shape) // 2 + 1
 
 
@@ -76,7 +75,7 @@ def convolve(jy_per_pixel: np.ndarray, beam: Beam, pixel: float) -> np.ndarray:
         (F, Y + 2p, X + 2p) Jy/beam, ``p`` = :func:`pad_width`.
     """
     kernel = beam.as_kernel(pixel * u.arcsec)
-    p = pad_width(beam, pixel)
+    p = pad_width(kernel)
     padded = np.pad(jy_per_pixel.astype(np.float64), ((0, 0), (p, p), (p, p)))
     out = np.stack(
         [convolve_fft(ch, kernel, normalize_kernel=True, boundary="fill", fill_value=0.0) for ch in padded]
