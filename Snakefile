@@ -33,3 +33,4 @@ rule all:
             if config["observations"]["export"]
             else []
         ),
+        ["results/fit/summary.json"] if config["fit"]["enabled"] else [],

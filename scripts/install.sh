@@ -21,4 +21,10 @@ case ",$extras," in
     # the reference solver for the oracle tests; --no-deps so that it cannot replace torch
     .venv/bin/python -m pip install --quiet --no-deps "pomme==0.2.1" ;;
 esac
+case ",$extras," in
+  *,fit,*)
+    # the learned harmonic mean evidence; --no-deps: its wheel pins setuptools and wheel and pulls
+    # jupyter; what it imports is the fit extra
+    .venv/bin/python -m pip install --quiet --no-deps "harmonic==1.3.1" ;;
+esac
 touch "$stamp"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# README command 2: install the test extras (idempotent) and run the whole test suite.
+# README command 2: install the test and fit extras (idempotent) and run the whole test suite.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh dev,test
+bash scripts/install.sh dev,test,fit
 export PATH="$PWD/.venv/bin:$PATH"
 # The tests marked slurm submit jobs to a real SLURM: as root, start a single-node one
 # here when none answers (scripts/slurm-local.sh); otherwise deselect them with

@@ -190,6 +190,32 @@ def cmd_observe(args: argparse.Namespace, config: dict) -> None:
     )
 
 
+def cmd_fit(args: argparse.Namespace, config: dict) -> None:
+    """Fit model families to an observation: MAP, NUTS posterior, harmonic evidence, Bayes factors."""
+    from coemu.fit.run import fit_observation
+
+    fixed = {}
+    for item in args.fixed or ():
+        name, sep, value = item.partition("=")
+        try:
+            fixed[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise CoemuInputError(None, "fixed", f"'{item}' is not NAME=VALUE (a number)")
+    fit_observation(
+        args.observation,
+        args.out,
+        config,
+        args.truth,
+        fixed,
+        args.emulator,
+        args.distance,
+        args.v_sys,
+        args.rotation,
+    )
+
+
 def cmd_export_observations(args: argparse.Namespace, config: dict) -> None:
     """Every rotation of the test models' images as FITS cubes and moment-0 maps."""
     from coemu.observe.fits import ObservationSettings
@@ -372,6 +398,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--manifests", type=Path, nargs="+", required=True, help="image block manifests (every model's files)"
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the FITS files and figures")
+
+    p = _command(
+        sub,
+        "fit",
+        cmd_fit,
+        "fit model families to an observation: posterior, evidence, Bayes factor",
+        ["fit", ("images", ("molecule", "transition", "datafile", "v_turbulence", "background"))],
+        ["seed"],
+    )
+    p.add_argument(
+        "observation", type=Path, help="a FITS cube (coemu observe, the export) or an image netCDF"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for summary.json, posteriors, figures")
+    p.add_argument("--truth", help="synthetic model id (m00003): its values fix the parameters not fitted")
+    p.add_argument("--fixed", nargs="+", metavar="NAME=VALUE", help="values of parameters not fitted")
+    p.add_argument("--emulator", type=Path, help="model.pt, the forward model with --backend emulator")
+    p.add_argument("--distance", type=float, help="pc (default: the header's DISTPC)")
+    p.add_argument("--v-sys", type=float, help="systemic velocity, km/s (default: the header's VSYS, else 0)")
+    p.add_argument("--rotation", type=int, default=0, help="rotation of an image netCDF")
 
     p = _command(sub, "timing", cmd_timing, "ms per image: solver, emulator, pomme", ["timing"])
     p.add_argument(

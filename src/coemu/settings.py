@@ -176,6 +176,23 @@ def check(
             fail("observations.clip", "clipping at n sigma needs the noise rms (observations.noise)")
         if obs["export"] and split and split["test"] == 0:
             fail("observations.export", "exports the test models' images, but split.test is 0")
+    if (fit := config.get("fit")) and fit["enabled"]:
+        if not (obs and obs["export"]):
+            fail(
+                "fit.enabled", "fits the exported observation of a test model, but observations.export is off"
+            )
+        elif not obs["noise"]:
+            fail("fit.enabled", "a fit needs a noisy mock: set observations.noise (rms per channel)")
+    if fit := config.get("fit"):
+        from coemu.fit.family import Family
+
+        for family, free in (fit["free"] or {}).items():
+            if family not in fit["families"]:
+                fail(f"fit.free.{family}", f"is not one of fit.families {fit['families']}")
+            try:
+                Family.make(family, free)
+            except CoemuInputError as err:
+                fail(f"fit.free.{family}", err.problem)
     if training and cubes and cubes["grid"] % 8 and "coemunet" in emulator_kinds(training):
         fail("cubes.grid", f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)")
 
@@ -225,6 +242,7 @@ def stage_config(config: Mapping[str, Any], stage: str, kind: str | None = None)
         "stats": ("dask", "preprocessing"),
         "timing": ("timing",),
         "observations": ("observations",),
+        "fit": ("fit", "images"),
     }
     if stage not in sections:
         raise ValueError(f"unknown stage '{stage}'")

@@ -188,3 +188,50 @@ rule observations:
     shell:
         "coemu export-observations --split {input.split:q} --manifests {input.blocks:q}"
         " --out {params.out:q} --config {params.config:q} > {log:q} 2>&1"
+
+
+rule fit:
+    input:
+        observations="results/observations/manifest.json",
+        emulator=(
+            ["results/train/finetune/model.pt"]
+            if config["fit"]["backend"] == "emulator"
+            else []
+        ),
+    output:
+        summary="results/fit/summary.json",
+        table=report(
+            "results/fit/summary.tsv", caption="../report/fit.rst", category="Fit"
+        ),
+        corner=report(
+            expand(
+                "results/fit/{family}.corner.png", family=config["fit"]["families"]
+            ),
+            caption="../report/fit.rst",
+            category="Fit",
+        ),
+        channels=report(
+            expand(
+                "results/fit/{family}.channels.png", family=config["fit"]["families"]
+            ),
+            caption="../report/fit.rst",
+            category="Fit",
+        ),
+    log:
+        "logs/fit.log",
+    conda:
+        "../../envs/coemu.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        out=lambda w, output: os.path.dirname(output.summary),
+        truth="--truth OBJECT" if config["models"]["source"] == "synthetic" else "",
+        emulator=lambda w, input: (
+            f"--emulator {input.emulator[0]!r}" if input.emulator else ""
+        ),
+        config=stage_config("fit"),
+        code=CODE["fit"],
+    shell:
+        "coemu fit {input.observations:q} --out {params.out:q} {params.truth} {params.emulator}"
+        " --config {params.config:q} > {log:q} 2>&1"

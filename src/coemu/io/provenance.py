@@ -37,6 +37,7 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     "training": ("constants.py", "nn", "training", "data", "rt"),
     "evaluation": ("constants.py", "evaluation", "training", "nn", "data", "rt"),
     "observations": ("constants.py", "observe", "rt"),
+    "fit": ("constants.py", "fit", "observe", "rt", "hydro", "nn", "data", "io"),
 }
 
 # Files that count: Python sources (as syntax trees) and the solver's line data.

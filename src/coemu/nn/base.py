@@ -130,8 +130,6 @@ class Emulator(nn.Module):
         Warns:
             UserWarning: a variable with cells outside the training range (naming the fraction).
         """
-        from coemu.data.transform import Preprocessing
-
         if self.data is None:
             raise ValueError("this emulator has no data description (load it with Emulator.load)")
         arrays = {"temperature": temperature, "number_density_co": density, "velocity_z": velocity_z}
@@ -143,14 +141,16 @@ class Emulator(nn.Module):
         single = inputs["temperature"].dim() == 3
         lead = inputs["temperature"].shape[:-3]
         flat = {k: v.reshape(-1, *v.shape[-3:]).float() for k, v in inputs.items()}
-        prep = Preprocessing(**self.data.preprocessing)
         was_training = self.training
         self.eval()
         outputs = []
         for start in range(0, flat["temperature"].shape[0], batch_size):
             sl = slice(start, start + batch_size)
-            x = prep.inputs(flat["temperature"][sl], flat["number_density_co"][sl], flat["velocity_z"][sl])
-            outputs.append(prep.intensity_inverse(self(x.transpose(0, 1)).double()))
+            outputs.append(
+                self.intensities(
+                    flat["temperature"][sl], flat["number_density_co"][sl], flat["velocity_z"][sl]
+                )
+            )
         self.train(was_training)
         g = self.data.grid
         result = torch.cat(outputs).reshape(*lead, self.data.n_freq, g, g)
@@ -158,6 +158,16 @@ class Emulator(nn.Module):
             result = result.reshape(self.data.n_freq, g, g)
         result = result.to(out_device)
         return result.numpy() if is_numpy else result
+
+    def intensities(self, temperature, density, velocity_z) -> torch.Tensor:
+        """Differentiable physical forward pass: (B, G, G, G) tensors on the emulator's device
+        (K, m-3, m s-1; unchecked) -> (B, F, G, G) float64 W m-2 Hz-1 sr-1. Gradients flow to the
+        inputs (a fit's forward model); :meth:`predict` is the checked, no-grad entry point."""
+        from coemu.data.transform import Preprocessing
+
+        prep = Preprocessing(**self.data.preprocessing)
+        x = prep.inputs(temperature.float(), density.float(), velocity_z.float())
+        return prep.intensity_inverse(self(x.transpose(0, 1)).double())
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Emulator:

@@ -40,6 +40,8 @@ def _log_partition_table(line: Line, dtype: torch.dtype, device: torch.device) -
 
 def check_temperature_range(temperature: torch.Tensor) -> None:
     """Raise ValueError unless every temperature (tensor or array) lies in :data:`TABLE_RANGE`."""
+    if isinstance(temperature, torch.Tensor):
+        temperature = temperature.detach()
     lo, hi = float(temperature.min()), float(temperature.max())
     if lo < TABLE_RANGE[0] or hi > TABLE_RANGE[1]:
         raise ValueError(f"values {lo:g}..{hi:g} K outside the solver's range {TABLE_RANGE} K")

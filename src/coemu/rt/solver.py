@@ -75,7 +75,6 @@ def background_intensity(kind: str, frequencies: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown background '{kind}' (zero or cmb)")
 
 
-@torch.no_grad()
 def line_images(
     line: Line,
     temperature: torch.Tensor,
@@ -106,6 +105,9 @@ def line_images(
 
     Returns:
         (B, X, Y, F) intensity in W m-2 Hz-1 sr-1, dtype and device of ``temperature``.
+        Differentiable: where the inputs require grad, gradients flow through the
+        transfer (a fit's forward model, :mod:`coemu.fit.forward`; float64 there, as the
+        series thresholds are tuned for it); otherwise no graph is recorded.
     """
     dtype, device = temperature.dtype, temperature.device
     if dtype not in (torch.float32, torch.float64):

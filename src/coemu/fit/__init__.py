@@ -1,0 +1,14 @@
+"""Fitting models to observations: a differentiable forward model, MAP, NUTS, evidence.
+
+Modules: :mod:`~coemu.fit.wind` (the synthetic wind in torch),
+:mod:`~coemu.fit.family` (families, free parameters, priors),
+:mod:`~coemu.fit.data` (reading and checking an observation),
+:mod:`~coemu.fit.forward` (parameters -> the observation's cube),
+:mod:`~coemu.fit.likelihood` (Gaussian, white or beam-correlated noise),
+:mod:`~coemu.fit.sample` (MAP, NUTS with pyro-ppl, R-hat),
+:mod:`~coemu.fit.evidence` (learned harmonic mean, Bayes factors),
+:mod:`~coemu.fit.outputs` (netCDF, corner plot, channel maps),
+:mod:`~coemu.fit.run` (``coemu fit``), :mod:`~coemu.fit.mock` (mock observations).
+The packages pyro-ppl, arviz, corner and harmonic come with the ``fit``
+extra (``bash scripts/install.sh fit``).
+"""
