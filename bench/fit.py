@@ -149,7 +149,7 @@ def main(argv=None) -> int:
                 "chains": 2,
                 "warmup": 100,
                 "samples": 100,
-                "starts": 16,
+                "starts": 64,
                 "max_tree_depth": 4,
                 "evidence_epochs": 15,
                 **json.loads(args.fit),

@@ -33,7 +33,13 @@ def test_code_digest_follows_code_not_comments_or_docstrings(package_copy):
     lte.write_text(text + "\nEXTRA = 1\n")
     after = digests()
     changed = {stage for stage in before if after[stage] != before[stage]}
-    assert changed == {"images", "training", "evaluation", "observations"}  # the stages that run coemu.rt
+    assert changed == {
+        "images",
+        "training",
+        "evaluation",
+        "observations",
+        "fit",
+    }  # the stages that run coemu.rt
 
 
 def test_fingerprint_is_order_independent_and_value_sensitive():

@@ -56,7 +56,11 @@ def test_each_section_reaches_the_code_as_one_object():
     assert {f.name for f in dataclasses.fields(RenderSettings)} == set(props["images"]["properties"])
     cube_keys = set(props["cubes"]["properties"]) | {"seed", "n_base", "levels", "finest_spacing"}
     assert {f.name for f in dataclasses.fields(CubeSettings)} == cube_keys
+    from coemu.fit.run import FitSettings
+
+    assert {f.name for f in dataclasses.fields(FitSettings)} == set(props["fit"]["properties"])
     config = settings.complete({"images": {"channels": 3}})
+    assert FitSettings.from_config(config).families == ("binary", "single")
     assert RenderSettings.from_config(config).channels == 3
     assert CubeSettings.from_config(config).rotations == 4
 

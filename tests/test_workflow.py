@@ -382,3 +382,17 @@ def test_paths_with_spaces_and_shell_metacharacters_run_and_run_no_command(tmp_p
             assert image.attrs["setting_datafile"] == str(datafile)
     assert json.loads((workdir / "results/stats/global.json").read_text())["models"]
     assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_fit_rule_is_off_by_default_and_planned_when_enabled(workdir):
+    """fit.enabled adds one fit job after the observations export; its command fits the export's
+    manifest (the first test model's rotation 0) with the synthetic model's true values."""
+    assert "fit" not in planned_jobs(workdir)
+    (workdir / "fit.yaml").write_text("fit: {enabled: true}\nobservations: {noise: 0.001}\n")
+    jobs = planned_jobs(workdir, "--configfile", "fit.yaml")
+    assert jobs["fit"] == 1 and jobs["observations"] == 1
+    out = snakemake(workdir, "-n", "-p", "--configfile", "fit.yaml", "--forcerun", "fit").stdout
+    assert "coemu fit results/observations/manifest.json --out results/fit --truth OBJECT" in out
+    (workdir / "nonoise.yaml").write_text("fit: {enabled: true}\n")
+    proc = snakemake(workdir, "-n", "--configfile", "nonoise.yaml", check=False)
+    assert proc.returncode != 0 and "observations.noise" in proc.stdout + proc.stderr

@@ -6,7 +6,7 @@ flow (harmonic's RealNVP, ``temperature`` 0.8 so that it is narrower than the
 posterior) on half of the chains and averages ``flow / (L x prior)`` over the
 other half: ``1 / Z``. The samples are the sampler's unconstrained
 coordinates ``z`` with the Jacobian in the density, so the target has no
-edges. Each chain is cut in ``blocks`` pieces so that the inference half has
+edges. Each chain is cut in ``blocks`` pieces (of at least :data:`MIN_BLOCK` draws) so that the inference half has
 enough pieces for harmonic's error estimate; the error reported is that of
 ``ln Z`` from harmonic's variance of ``1 / Z`` (statistical only: it does not
 include a flow that fits the posterior badly, which harmonic's basic
@@ -21,6 +21,9 @@ import math
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+#: Fewest draws per block when chains are cut into blocks.
+MIN_BLOCK = 50
 
 
 def ln_evidence(
@@ -43,7 +46,8 @@ def ln_evidence(
         raise ValueError("the harmonic mean evidence needs at least 2 chains")
     chains = hm.Chains(ndim)
     chains.add_chains_3d(z, log_density)
-    if blocks > 1 and n_draws >= 2 * blocks:
+    blocks = max(1, min(blocks, n_draws // MIN_BLOCK))
+    if blocks > 1:
         chains.split_into_blocks(n_chains * blocks)
     train, infer = hm.utils.split_data(chains, training_proportion=0.5)
     model = hm.model.RealNVPModel(ndim, standardize=True, temperature=0.8)

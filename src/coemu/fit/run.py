@@ -49,7 +49,7 @@ class FitSettings:
     chains: int = 2
     warmup: int = 200
     samples: int = 300
-    starts: int = 24
+    starts: int = 64
     map_iterations: int = 60
     max_tree_depth: int = 6
     evidence_epochs: int = 30
@@ -57,9 +57,8 @@ class FitSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FitSettings:
-        section = dict(config.get("fit", {}))
-        section["families"] = tuple(section.get("families", cls.families))
-        return cls(**{k: v for k, v in section.items() if k in {f.name for f in fields(cls)}})
+        """From a completed config (``coemu.settings.complete``): its ``fit`` section."""
+        return cls(**{**config["fit"], "families": tuple(config["fit"]["families"])})
 
     @property
     def sampler(self) -> SamplerSettings:

@@ -54,7 +54,7 @@ class SamplerSettings:
     chains: int = 2
     warmup: int = 200
     samples: int = 300
-    starts: int = 24
+    starts: int = 64
     map_iterations: int = 60
     max_tree_depth: int = 6
     seed: int = 0
@@ -195,7 +195,8 @@ class Posterior:
 
     def find_map(self, settings: SamplerSettings) -> dict:
         """The MAP: ``settings.starts`` prior draws screened by a quarter of ``map_iterations``
-        of L-BFGS each, the best :data:`REFINED` of them refined by ``map_iterations`` more.
+        of L-BFGS each, the best :data:`REFINED` of them refined by ``map_iterations`` more, then
+        the best one's mirror images in the viewing angles (:meth:`_mirrors`) refined too.
 
         Returns:
             ``{"z": flat z of the best, "log_posterior", "optima": every refined optimum's
@@ -214,6 +215,12 @@ class Posterior:
                 self._optimise(flat, settings.map_iterations // 2, cut)
             optima.append((self._optimise(flat, settings.map_iterations), flat.detach().numpy().copy()))
         optima.sort(key=lambda t: -t[0])
+        for flat in self._mirrors(torch.tensor(optima[0][1], dtype=self.dtype)):
+            flat.requires_grad_(True)
+            for cut in self.lowpass[1:]:
+                self._optimise(flat, settings.map_iterations // 2, cut)
+            optima.append((self._optimise(flat, settings.map_iterations), flat.detach().numpy().copy()))
+        optima.sort(key=lambda t: -t[0])
         log.info(
             "MAP: ln posterior %s (screened: best %.6g of %d starts)",
             [round(v, 2) for v, _ in optima],
@@ -227,6 +234,25 @@ class Posterior:
             "screened": [v for v, _ in screened],
             "seconds": time.perf_counter() - t0,
         }
+
+    def _mirrors(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """The viewing geometry's near-symmetric partners of ``flat``: the position angle turned
+        by 180 degrees (its 2-vector negated), the inclination mirrored (cos i negated: z -> -z
+        for its symmetric interval), and both; none without viewing angles."""
+        slices, i = {}, 0
+        for prior in self.priors:
+            n = 2 if prior.kind == "circle" else 1
+            slices[prior.parameter] = slice(i, i + n)
+            i += n
+        which = [p for p in ("position_angle", "inclination") if p in slices]
+        out = []
+        for k in range(1, 2 ** len(which)):
+            mirrored = flat.detach().clone()
+            for bit, name in enumerate(which):
+                if k >> bit & 1:
+                    mirrored[slices[name]] = -mirrored[slices[name]]
+            out.append(mirrored)
+        return out
 
     def _split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         out, i = {}, 0
