@@ -6,8 +6,9 @@ flow (harmonic's RealNVP, ``temperature`` 0.8 so that it is narrower than the
 posterior) on half of the chains and averages ``flow / (L x prior)`` over the
 other half: ``1 / Z``. The samples are the sampler's unconstrained
 coordinates ``z`` with the Jacobian in the density, so the target has no
-edges. Each chain is cut in ``blocks`` pieces (of at least :data:`MIN_BLOCK` draws) so that the inference half has
-enough pieces for harmonic's error estimate; the error reported is that of
+edges. Each chain is cut in ``blocks`` pieces (of at least :data:`MIN_BLOCK`
+draws) so that the inference half has enough pieces for harmonic's error
+estimate; the error reported is that of
 ``ln Z`` from harmonic's variance of ``1 / Z`` (statistical only: it does not
 include a flow that fits the posterior badly, which harmonic's basic
 diagnostic checks and the summary reports).
