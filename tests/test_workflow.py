@@ -318,7 +318,7 @@ def test_paper_config_lists_every_block_job(workdir):
         listed = snakemake(
             workdir, "--list-rules", "--configfile", "config/paper.yaml", "per_job.yaml"
         ).stdout.split()
-        extra = ["train_kind", "evaluate_kind", "compare_kinds", "observations"]
+        extra = ["train_kind", "evaluate_kind", "compare_kinds", "observations", "fit"]
         assert sorted(listed) == sorted(STAGES + extra)
 
 
