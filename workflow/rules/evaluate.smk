@@ -219,6 +219,8 @@ rule fit:
         ),
     log:
         "logs/fit.log",
+    benchmark:
+        "benchmarks/fit.tsv"
     conda:
         "../../envs/coemu.yaml"
     resources:

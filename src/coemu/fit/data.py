@@ -70,7 +70,8 @@ class Observation:
         return pixel_arcsec(self.cell_size, self.distance)
 
 
-def _card(header, key: str, path, what: str):
+def header_card(header, key: str, path, what: str):
+    """``header[key]``, or a CoemuInputError naming the missing keyword (``what`` it holds)."""
     if key not in header:
         raise CoemuInputError(path, key, f"missing header keyword ({what})", kind="header keyword")
     return header[key]
@@ -159,12 +160,12 @@ def _read_fits(path: Path, rest_frequency: float, distance, v_sys) -> Observatio
     if nx != ny:
         raise _bad(path, "NAXIS2", f"a {nx} x {ny} map; the model's cube is square")
     cdelt1, cdelt2 = (
-        float(_card(header, "CDELT1", path, "pixel")),
-        float(_card(header, "CDELT2", path, "pixel")),
+        float(header_card(header, "CDELT1", path, "pixel")),
+        float(header_card(header, "CDELT2", path, "pixel")),
     )
     if not math.isclose(abs(cdelt1), abs(cdelt2), rel_tol=1e-6):
         raise _bad(path, "CDELT2", f"pixels of {abs(cdelt1)} x {abs(cdelt2)} deg are not square")
-    rest = float(_card(header, "RESTFRQ", path, "the line's rest frequency, Hz"))
+    rest = float(header_card(header, "RESTFRQ", path, "the line's rest frequency, Hz"))
     if not math.isclose(rest, rest_frequency, rel_tol=1e-7):
         raise _bad(path, "RESTFRQ", f"{rest:.9g} Hz, but the line fitted is at {rest_frequency:.9g} Hz")
     ctype3 = str(header.get("CTYPE3", "")).strip()
@@ -188,11 +189,11 @@ def _read_fits(path: Path, rest_frequency: float, distance, v_sys) -> Observatio
     if nf < 1 or cdelt3 == 0:
         raise _bad(path, "CDELT3", "no channel spacing")
     if distance is None:
-        distance = float(_card(header, "DISTPC", path, "the source's distance, pc; or give --distance"))
+        distance = float(header_card(header, "DISTPC", path, "the source's distance, pc; or give --distance"))
     if not (math.isfinite(distance) and distance > 0):
         raise _bad(path, "DISTPC", f"{distance} pc; the distance must be > 0")
     v_sys = float(header.get("VSYS", 0.0)) if v_sys is None else float(v_sys)
-    unit = str(_card(header, "BUNIT", path, "the data's unit")).strip()
+    unit = str(header_card(header, "BUNIT", path, "the data's unit")).strip()
     if unit not in LINEAR_UNITS[:3]:
         raise _bad(path, "BUNIT", f"'{unit}'; a fit reads Jy/beam, Jy/pixel or K")
     if unit == "K" and str(header.get("TBSCALE", "PLANCK")).upper() != "RAYLEIGH-JEANS":
@@ -207,7 +208,7 @@ def _read_fits(path: Path, rest_frequency: float, distance, v_sys) -> Observatio
     beam, pad = None, 0
     if "BMAJ" in header:
         major = float(header["BMAJ"]) * 3600.0
-        minor = float(_card(header, "BMIN", path, "beam minor axis, deg")) * 3600.0
+        minor = float(header_card(header, "BMIN", path, "beam minor axis, deg")) * 3600.0
         pa = float(header.get("BPA", 0.0))
         try:
             b = conv.make_beam(major, minor, pa, pixel)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from coemu.fit.data import read_observation
+from coemu.fit.data import header_card, read_observation
 from coemu.fit.evidence import ln_bayes_factor, ln_evidence
 from coemu.fit.family import FAMILIES, UNITS, Family, truth_values
 from coemu.fit.forward import ForwardModel, beam_kernel
@@ -307,14 +307,8 @@ def resolve_observation(path: str | Path, truth):
         header = fits.getheader(path)
         if int(header.get("ROTATION", -1)) != 0:
             raise CoemuInputError(path, "ROTATION", "--truth OBJECT needs rotation 0 (known viewing angles)")
-        truth = str(_card_or_fail(header, "OBJECT", path))
+        truth = str(header_card(header, "OBJECT", path, "the synthetic model id"))
     return path, truth
-
-
-def _card_or_fail(header, key, path):
-    if key not in header:
-        raise CoemuInputError(path, key, "missing header keyword", "header keyword")
-    return header[key]
 
 
 def summary_table(summary: Mapping[str, Any]) -> str:

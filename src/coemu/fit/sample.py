@@ -114,13 +114,7 @@ class Posterior:
         return np.concatenate([z[s].detach().reshape(-1).numpy() for s in self.sites])
 
     def unflatten(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
-        out, i = {}, 0
-        for s in self.sites:
-            n = 2 if s.endswith("_xy") else 1
-            v = torch.as_tensor(flat[i : i + n], dtype=self.dtype)
-            out[s] = v if n == 2 else v[0]
-            i += n
-        return out
+        return self._split(torch.as_tensor(flat, dtype=self.dtype))
 
     def parameters(self, z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.family.parameters(self.constrained(z), self.dtype)
