@@ -38,6 +38,41 @@ def test_image_file_follows_the_contract(tmp_path, cube_nc):
     np.testing.assert_array_equal(fo.intensity[0, 0], ds.intensity[0, 3])  # rotation 0, line centre
 
 
+def _recorded_settings(ds):
+    """The RenderSettings a file's ``setting_*`` attributes record (None written as "", bools as 0/1)."""
+    from dataclasses import fields
+
+    from coemu.rt.render import RenderSettings
+
+    values = {f.name: ds.attrs[f"setting_{f.name}"] for f in fields(RenderSettings)}
+    values = {k: None if v == "" else v.item() if hasattr(v, "item") else v for k, v in values.items()}
+    return RenderSettings(**values | {"compile": bool(values["compile"])})
+
+
+def test_each_file_records_the_settings_of_its_own_channels(tmp_path, cube_nc):
+    """The face-on file holds one channel and says so (setting_channels 1, not the image
+    file's 3): rendering rotation 0 with the settings it records gives it again."""
+    from coemu.rt.lamda import load_line
+    from coemu.rt.render import read_cube, render_cube
+    from coemu.rt.spectral import channel_velocities
+
+    out, face = tmp_path / "img.nc", tmp_path / "face.nc"
+    run_cli("render", cube_nc, out, "--faceon", face, "--channels", "3", "--spacing", "500")
+    image, faceon = xr.open_dataset(out), xr.open_dataset(face)
+    assert image.attrs["setting_channels"] == 3 and faceon.attrs["setting_channels"] == 1
+    for ds in (image, faceon):
+        recorded = _recorded_settings(ds)
+        assert recorded.channels == ds.sizes["frequency"]
+        np.testing.assert_array_equal(ds.velocity, channel_velocities(recorded.channels, recorded.spacing))
+    assert {k: v for k, v in faceon.attrs.items() if k != "setting_channels"} == {
+        k: v for k, v in image.attrs.items() if k != "setting_channels"
+    }  # the fingerprint too: one render made both
+    cube, dx = read_cube(cube_nc)
+    settings = _recorded_settings(faceon)
+    again = render_cube(cube, dx, settings, load_line(settings.molecule, settings.transition), slice(0, 1))
+    np.testing.assert_array_equal(again.intensity, faceon.intensity)
+
+
 def test_options_reach_the_solver(tmp_path, cube_nc):
     out = tmp_path / "img.nc"
     run_cli(

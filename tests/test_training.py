@@ -235,3 +235,28 @@ def test_the_column_kind_pretrains_then_finetunes_every_weight(small_results, tm
     assert saved["kind"] == "column" and saved["kwargs"]["hidden"] == 8
     assert saved["data"]["channel_velocities"] == [-300.0, 0.0, 300.0] and saved["data"]["grid"] == 16
     assert saved["run"]["model"] == {"kind": "column", "column": {"hidden": 8, "layers": 1}}
+
+
+def test_without_validation_models_best_pt_follows_the_training_loss(small_results, tmp_path, caplog):
+    """No validation models: the validation loss is NaN, so best.pt is the epoch of the lowest
+    training loss, and the log says so (before, best.pt was never written)."""
+    import logging
+
+    from coemu.training.loop import train
+
+    inputs = trained_inputs(small_results)
+    split = json.loads(inputs["split"].read_text())
+    inputs["split"] = tmp_path / "split.json"
+    inputs["split"].write_text(
+        json.dumps(split | {"train": split["train"] + split["validation"], "validation": []})
+    )
+    settings = {**SETTINGS, "pretrain": {**SETTINGS["pretrain"], "epochs": 3}}
+    with caplog.at_level(logging.INFO, logger="coemu.training.loop"):
+        train("pretrain", **inputs, out_dir=tmp_path / "run", settings=settings, progress=False)
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    rows = history(tmp_path / "run")
+    assert all(r["val_loss"] == "nan" for r in rows)
+    losses = [float(r["train_loss"]) for r in rows]
+    assert best["epoch"] == 1 + losses.index(min(losses)) and best["best_by"] == "train_loss"
+    assert best["best"] == pytest.approx(min(losses), rel=1e-12)
+    assert "no validation models: best.pt holds the epoch of the lowest training loss" in caplog.text

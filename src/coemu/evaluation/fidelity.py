@@ -18,7 +18,7 @@ from coemu.evaluation.reference import analytic_cubes
 from coemu.geometry.regrid import CubeGeometry
 from coemu.hydro.synthetic import WindParameters
 from coemu.rt.lamda import load_line
-from coemu.rt.render import RenderSettings, render_cube
+from coemu.rt.render import RenderSettings, faceon_settings, render_cube
 
 VARIABLES = ("temperature", "number_density_co", "velocity_z")
 
@@ -55,12 +55,9 @@ def data_fidelity(
     axes = (1, 2, 3)
     line = load_line(settings.molecule, settings.transition, settings.datafile)
     dx = float(cube.attrs["cell_size"])
-    frequencies = np.array([line.frequency]) if faceon else None
+    solver = faceon_settings(settings) if faceon else settings
     images = [
-        torch.as_tensor(
-            render_cube(ds, dx, settings, line, frequencies=frequencies)["intensity"].values,
-            dtype=torch.float64,
-        )
+        torch.as_tensor(render_cube(ds, dx, solver, line)["intensity"].values, dtype=torch.float64)
         for ds in (ref, cube)
     ]
     return {

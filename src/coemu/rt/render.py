@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,15 @@ class RenderSettings:
     def from_config(cls, config: Mapping[str, Any]) -> RenderSettings:
         """From a completed config (``coemu.settings.complete``): its ``images`` section."""
         return cls(**config["images"])
+
+
+def faceon_settings(settings: RenderSettings) -> RenderSettings:
+    """The face-on image's settings: one channel, the line centre (velocity 0, the rest frequency).
+
+    A face-on file records these (``setting_channels`` 1), so its attributes describe its
+    one channel; its fingerprint is the image file's (:func:`image_fingerprint`).
+    """
+    return replace(settings, channels=1)
 
 
 def read_cube(path: str | Path) -> tuple[xr.Dataset, float]:
@@ -181,7 +190,8 @@ def image_dataset(
 
 
 def render_file(cube_path, image_path, settings: RenderSettings, faceon_path=None, attrs=None) -> xr.Dataset:
-    """Render every rotation of a cube file; optionally the face-on line-centre image too.
+    """Render every rotation of a cube file; optionally the face-on line-centre image too
+    (rotation 0, :func:`faceon_settings`).
 
     Both outputs are checked and rendered before either is written, and each
     is written atomically; ``attrs`` (dict) are added to both files' attributes.
@@ -193,9 +203,7 @@ def render_file(cube_path, image_path, settings: RenderSettings, faceon_path=Non
     images = render_cube(cube, dx, settings, line)
     faceon = None
     if faceon_path is not None:
-        faceon = render_cube(
-            cube, dx, settings, line, rotations=slice(0, 1), frequencies=np.array([line.frequency])
-        )
+        faceon = render_cube(cube, dx, faceon_settings(settings), line, rotations=slice(0, 1))
     for ds in (images, faceon):
         if ds is not None:
             ds.attrs.update(attrs or {})

@@ -9,7 +9,9 @@ samples whatever W.
 
 Every epoch ends with a validation pass, a row of ``history.csv`` and an
 atomic ``checkpoints/last.pt`` (``best.pt`` when the validation loss
-improved); ``model.pt`` holds the final weights. A job started again with the
+improved; with no validation models, the validation loss is NaN and ``best.pt``
+follows the training loss instead, as the log says); ``model.pt`` holds the
+final weights. A job started again with the
 same settings resumes from ``last.pt``. SIGTERM or SIGUSR1 (SLURM's
 preemption and time-limit warning) make every rank stop after its current
 batch; rank 0 saves a checkpoint with the position inside the epoch and
@@ -271,6 +273,8 @@ class Trainer:
             self.scheduler = None
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.epoch, self.step, self.history, self.best = 0, 0, [], math.inf
+        #: the loss that picks best.pt: the validation loss, or the training loss without validation models
+        self.best_by = "val_loss" if len(self.val_set) else "train_loss"
         self.partial = (0.0, 0)  # loss sum and samples of the epoch so far (after a preemption)
         self.loss_fn = EmulatorLoss(s["mse_weight"], s["freq_weight"])
         self.sampler = DistributedSampler(
@@ -333,6 +337,7 @@ class Trainer:
                 "step": self.step,
                 "history": self.history,
                 "best": self.best,
+                "best_by": self.best_by,
                 "partial": self.partial,
                 "rng": checkpoint.rng_state(),
                 "fingerprint": self.key,
@@ -428,8 +433,9 @@ class Trainer:
         rate = self.batches_per_epoch * self.s["batch_size"] / max(seconds, 1e-9)  # samples, all ranks
         row = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
         self.history.append(row | {"seconds": round(seconds, 3), "samples_per_second": round(rate, 3)})
-        improved = val_loss < self.best
-        self.best = min(self.best, val_loss)
+        improved = row[self.best_by] < self.best  # False for NaN
+        if improved:
+            self.best = row[self.best_by]
         if self.ctx.is_main:
             self.save_checkpoint(self.ckpt_dir / "last.pt")
             if improved:
@@ -475,6 +481,8 @@ class Trainer:
     def fit(self) -> Path:
         """Resume or start, train the remaining epochs (each with a validation pass), finish."""
         self.resume_or_start()
+        if self.ctx.is_main and self.best_by == "train_loss":
+            log.warning("no validation models: best.pt holds the epoch of the lowest training loss")
         while self.epoch < self.s["epochs"]:
             t0 = time.perf_counter()
             train_loss = self.train_one_epoch()
