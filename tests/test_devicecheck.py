@@ -58,6 +58,36 @@ def test_the_device_check_runs_every_path_on_the_cpu(tmp_path):
     assert "| ddp | killed and resumed run ends with the reference's weights | pass |" in table
 
 
+def test_stages_take_the_machine_s_cores_shared_among_torchrun_processes(tmp_path, monkeypatch):
+    """A plain stage gets every core; the processes of a torchrun share them (at least 1
+    thread each), whatever OMP_NUM_THREADS the check itself was started with."""
+    import os
+
+    from coemu.devicecheck.pipeline import Stages, machine_cores, threads_per_process
+    from coemu.devicecheck.report import Report
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # not the stages' number
+    cores = len(os.sched_getaffinity(0))
+    assert machine_cores() == cores
+    assert [threads_per_process(n, 16) for n in (1, 2, 3, 8, 32)] == [16, 8, 5, 2, 1]
+    stages = Stages(tmp_path, {}, Report("cpu", "small"))
+    assert stages.env()["OMP_NUM_THREADS"] == str(cores)
+    assert stages.env(2)["OMP_NUM_THREADS"] == str(max(1, cores // 2))
+    assert stages.env(4 * cores)["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_check_reads_csv_files_as_csv(tmp_path):
+    """history.csv and timing.csv by csv.DictReader: a quoted field may hold a comma."""
+    from coemu.devicecheck.pipeline import read_rows
+
+    path = tmp_path / "timing.csv"
+    path.write_text('method,device,ms_per_image_median\r\n"coemunet, paper",cpu,1.5\r\ncolumn,cpu,0.25\r\n')
+    assert read_rows(path) == [
+        {"method": "coemunet, paper", "device": "cpu", "ms_per_image_median": "1.5"},
+        {"method": "column", "device": "cpu", "ms_per_image_median": "0.25"},
+    ]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure on machines without CUDA")
 def test_without_cuda_the_check_fails_and_writes_why(tmp_path):
     proc = subprocess.run(

@@ -19,10 +19,15 @@ make a synthetic data set; then
 * ``coemu timing`` with ``timing.device: D`` (the GPU rows: the solver, the
   trained kind and the paper's COEmuNet on CUDA); its table is copied into the
   report.
+
+Each stage runs with the machine's cores (:func:`machine_cores`): a single process takes them
+all, the processes of a torchrun share them (``OMP_NUM_THREADS`` = cores // processes, at
+least 1), as the pipeline's training rule shares its job's threads.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -74,8 +79,32 @@ def mini_config(sizes: Sizes, device: str, world: int) -> dict:
     return config
 
 
+def machine_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where the
+    platform has none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return os.cpu_count() or 1
+
+
+def threads_per_process(processes: int, cores: int | None = None) -> int:
+    """Threads for each of ``processes`` processes sharing ``cores`` (default: the machine's)."""
+    return max(1, (cores or machine_cores()) // processes)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header (history.csv, timing.csv) as dicts of strings."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 class Stages:
-    """``coemu`` subcommands in a work folder, each logged to ``logs/NAME.log``; failures become checks."""
+    """``coemu`` subcommands in a work folder, each logged to ``logs/NAME.log``; failures become checks.
+
+    A stage is one process with every core, or (``nproc``) ``nproc`` processes under torchrun
+    that share the cores (:func:`threads_per_process`).
+    """
 
     def __init__(self, work: Path, config: dict, report: Report):
         self.work, self.report = work, report
@@ -83,43 +112,54 @@ class Stages:
         (work / "logs").mkdir(parents=True, exist_ok=True)
         self.config = work / "config.json"
         self.config.write_text(json.dumps(config, indent=1))
-        self.env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+
+    def env(self, nproc: int | None = None) -> dict[str, str]:
+        """The environment of a stage of ``nproc`` torchrun processes (None: one plain process)."""
+        return {**os.environ, "OMP_NUM_THREADS": str(threads_per_process(nproc or 1))}
 
     def _log(self, name: str) -> Path:
         return self.work / "logs" / f"{name}.log"
 
-    def run(self, name: str, *args, launcher: tuple = (), section: str = SECTION) -> bool:
-        """``coemu ARGS --config ...`` (ARGS: the subcommand and its arguments); a check named
-        ``name`` that it exited 0 (with the log's tail when not)."""
-        cmd = self._command(args, launcher)
+    def run(self, name: str, *args, nproc: int | None = None, section: str = SECTION) -> bool:
+        """``coemu ARGS --config ...`` (ARGS: the subcommand and its arguments; under torchrun with
+        ``nproc`` processes); a check named ``name`` that it exited 0 (with the log's tail when not)."""
+        cmd, env = self._command(args, nproc), self.env(nproc)
         t0 = time.perf_counter()
         with open(self._log(name), "w") as log:
             try:
                 rc = subprocess.run(
-                    cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, timeout=STAGE_TIMEOUT_S
+                    cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=STAGE_TIMEOUT_S
                 ).returncode
             except subprocess.TimeoutExpired:
                 rc = "timeout"
         self.report.rows(section, "stages").append(
-            {"stage": name, "exit": rc, "seconds": time.perf_counter() - t0}
+            {
+                "stage": name,
+                "exit": rc,
+                "seconds": time.perf_counter() - t0,
+                "processes": nproc or 1,
+                "threads": int(env["OMP_NUM_THREADS"]),
+            }
         )
         return self.report.check(
             section, f"coemu {name}", rc == 0, rc, "exit 0", "" if rc == 0 else self.tail(name)
         )
 
-    def _command(self, args: tuple, launcher: tuple) -> list[str]:
-        """``python [LAUNCHER] -m coemu.cli ARGS --config CONFIG``, as the rules call coemu."""
+    def _command(self, args: tuple, nproc: int | None) -> list[str]:
+        """``python [-m torch.distributed.run ...] -m coemu.cli ARGS --config CONFIG``, as the rules
+        call coemu."""
+        launcher = () if nproc is None else _launcher(nproc)
         return [sys.executable, *launcher, "-m", "coemu.cli", *map(str, args), "--config", str(self.config)]
 
     def tail(self, name: str, chars: int = 1500) -> str:
         return self._log(name).read_text(errors="replace")[-chars:]
 
-    def start(self, name: str, *args, launcher: tuple = ()) -> subprocess.Popen:
+    def start(self, name: str, *args, nproc: int | None = None) -> subprocess.Popen:
         """As :meth:`run`, in the background, in a process group of its own."""
-        cmd = self._command(args, launcher)
+        cmd = self._command(args, nproc)
         log = open(self._log(name), "w")  # noqa: SIM115 (closed by the caller's wait)
         return subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env(nproc), start_new_session=True
         )
 
 
@@ -205,10 +245,7 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
     report.record(DDP, "world_size", world)
     report.record(DDP, "backend", backend)
     report.record(DDP, "epochs", sizes.epochs)
-    launch = _launcher(world)
-    if not stages.run(
-        "train (reference)", *_train_args(data, train / "reference"), launcher=launch, section=DDP
-    ):
+    if not stages.run("train (reference)", *_train_args(data, train / "reference"), nproc=world, section=DDP):
         return None
     said = stages.tail("train (reference)", 10**6)
     expected = f"weights identical on {world} rank(s) (process group: {backend})"
@@ -221,7 +258,7 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
     )
 
     out = train / "finetune"
-    proc = stages.start("train (killed)", *_train_args(data, out), launcher=launch)
+    proc = stages.start("train (killed)", *_train_args(data, out), nproc=world)
     last, deadline = out / "checkpoints" / "last.pt", time.monotonic() + STAGE_TIMEOUT_S
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -238,7 +275,7 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
         "last.pt written, model.pt not",
         "" if killed else stages.tail("train (killed)"),
     )
-    if not stages.run("train (resumed)", *_train_args(data, out), launcher=launch, section=DDP):
+    if not stages.run("train (resumed)", *_train_args(data, out), nproc=world, section=DDP):
         return None
     said = stages.tail("train (resumed)", 10**6)
     report.check(
@@ -251,8 +288,8 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
         None,
         f"'{expected}'",
     )
-    with open(out / "history.csv") as f:
-        epochs = [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
+    history = read_rows(out / "history.csv")
+    epochs = [int(row["epoch"]) for row in history]
     report.check(
         DDP,
         "history.csv holds every epoch once",
@@ -279,10 +316,7 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
         model["run"]["world_size"],
         str(world),
     )
-    rows = report.rows(DDP, "history")
-    with open(out / "history.csv") as f:
-        header, *lines = f.read().splitlines()
-    rows.extend(dict(zip(header.split(","), map(float, line.split(",")), strict=True)) for line in lines)
+    report.rows(DDP, "history").extend({k: float(v) for k, v in row.items()} for row in history)
     return out / "model.pt"
 
 
@@ -314,9 +348,7 @@ def check_trained(stages: Stages, data: dict, model: Path, device: str) -> None:
 
     timing = r / "timing"
     if stages.run("timing", "timing", "--models", model, *inputs, "--out", timing):
-        text = (timing / "timing.csv").read_text().splitlines()
-        header = text[0].split(",")
-        rows = [dict(zip(header, line.split(","), strict=True)) for line in text[1:]]
+        rows = read_rows(timing / "timing.csv")
         wanted = {("coemu-solver", device), ("column", device), ("coemunet-paper", device)}
         have = {(row["method"], row["device"]) for row in rows}
         report.check(
