@@ -141,6 +141,32 @@ def test_a_model_file_rebuilds_the_emulator_and_predicts_physical_images(rendere
         loaded.predict(hot, arrays[1][0], arrays[2][0])
 
 
+def test_one_inference_path_in_three_steps(rendered):
+    """Emulator.emulate: preprocess (network_inputs), the network, inverse (to_intensities);
+    predict and intensities are its intensities, and gradients reach the inputs (a fit's path)."""
+    data, prep = rendered["data"], rendered["prep"]
+    torch.manual_seed(0)
+    model = ColumnEmulator.from_data(data, hidden=8, layers=1).eval()
+    model.data = data
+    with xr.open_dataset(rendered["cube"]) as c:
+        t, n, v = (torch.as_tensor(c[k].values[:2]) for k in INPUT_VARIABLES)
+    x = model.network_inputs(t, n, v)
+    assert x.shape == (2, 3, 24, 24, 24) and x.dtype == torch.float32
+    assert torch.equal(x, prep.inputs(t, n, v).transpose(0, 1))
+    with torch.no_grad():
+        normalised, intensity = model.emulate(t, n, v)
+        assert torch.equal(normalised, model(x)) and intensity.dtype == torch.float64
+        assert torch.equal(intensity, model.to_intensities(normalised))
+        assert torch.equal(intensity, prep.intensity_inverse(normalised.double()))
+        assert torch.equal(model.intensities(t, n, v), intensity)
+    np.testing.assert_array_equal(
+        model.predict(t.numpy(), n.numpy(), v.numpy(), batch_size=2), intensity.numpy()
+    )
+    hot = t.clone().requires_grad_()
+    model.intensities(hot, n, v).sum().backward()
+    assert hot.grad is not None and torch.isfinite(hot.grad).all() and hot.grad.abs().max() > 0
+
+
 def test_coemunet_files_carry_the_same_description(rendered, tmp_path):
     data = rendered["data"]
     model = COEmuNet.from_data(

@@ -157,3 +157,76 @@ def test_evaluate_names_a_missing_or_unusable_statistics_file(small_results, tmp
     with pytest.raises(CoemuInputError, match="global.json: cannot be read"):
         evaluate(*args)
     assert not (tmp_path / "eval").exists()
+
+
+def _untrained_model(results, path, **changed_constants):
+    """An untrained small COEmuNet for the fine-tuning data of ``results``, saved at ``path``; its
+    transform is the statistics' with ``changed_constants`` set."""
+    import dataclasses
+    import json
+
+    from coemu.data.description import describe
+    from coemu.data.transform import Preprocessing
+    from coemu.io.blocks import read_manifests
+    from coemu.nn import COEmuNet
+    from coemu.training import checkpoint
+
+    inputs = trained_inputs(results)
+    prep = dataclasses.replace(Preprocessing.from_file(inputs["stats"]), **changed_constants)
+    first = read_manifests(inputs["manifests"])["m00000"]
+    data = describe(first["image"], first["cube"], prep, json.loads(inputs["stats"].read_text()))
+    torch.manual_seed(0)
+    model = COEmuNet.from_data(
+        data, stem=2, widths=[4, 4, 8], blocks_per_stage=1, latent=16, decoder_channels=8
+    )
+    model.data = data
+    checkpoint.save(path, model.model_file())
+    return path
+
+
+def test_the_evaluation_runs_the_emulator_s_own_inference_path(small_results, tmp_path):
+    """The evaluation's predictions are Emulator.emulate's: its intensities are predict's to the
+    bit (in batches of the same size), its normalised output the network's on the training
+    data's preprocessed samples."""
+    import xarray as xr
+
+    from coemu.data.dataset import EmulatorDataset
+    from coemu.data.transform import Preprocessing
+    from coemu.evaluation.evaluate import load_emulator, predict
+    from coemu.io.blocks import read_manifests
+
+    inputs = trained_inputs(small_results)
+    prep = Preprocessing.from_file(inputs["stats"])
+    model = load_emulator(_untrained_model(small_results, tmp_path / "model.pt"), prep, inputs["stats"])
+    files = read_manifests(inputs["manifests"])
+    physical = EmulatorDataset(["m00007"], files, prep, "finetune", physical_inputs=True)
+    target, normalised, intensity = predict(model, physical, 2, torch.device("cpu"))
+    with xr.open_dataset(files["m00007"]["cube"]) as cube:
+        arrays = [cube[k].values for k in ("temperature", "number_density_co", "velocity_z")]
+    expected = model.predict(*arrays, batch_size=2)
+    assert intensity.dtype == torch.float64 and intensity.shape == (3, 3, 16, 16)
+    np.testing.assert_array_equal(intensity.numpy(), expected)
+    training = EmulatorDataset(["m00007"], files, prep, "finetune")
+    x, y = (torch.stack(s) for s in zip(*(training[i] for i in range(3)), strict=True))
+    with torch.no_grad():
+        assert torch.equal(normalised, torch.cat([model(x[:2]), model(x[2:])])) and torch.equal(target, y)
+    torch.testing.assert_close(model.to_intensities(normalised), intensity, rtol=0, atol=0)
+
+
+def test_evaluation_and_timing_refuse_a_model_of_another_transform(small_results, tmp_path):
+    """The emulator preprocesses with its own constants and the targets are normalised with the
+    statistics': a model trained on other statistics is refused, naming both files."""
+    from coemu.evaluation.evaluate import evaluate
+    from coemu.evaluation.timing import run_timing
+    from coemu.io.errors import CoemuInputError
+    from coemu.settings import section
+
+    inputs = trained_inputs(small_results)
+    other = _untrained_model(small_results, tmp_path / "other.pt", log_intensity_max=0.0)
+    message = f"global.json: preprocessing constants other than those {other} was trained with"
+    with pytest.raises(CoemuInputError, match=message):
+        evaluate("finetune", other, *inputs.values(), tmp_path / "eval", section("evaluation"))
+    timing = {"device": "cpu", "repeats": 1, "large_batch": 2, "pomme": False}
+    with pytest.raises(CoemuInputError, match=message):
+        run_timing([other], *inputs.values(), tmp_path / "timing", timing)
+    assert not (tmp_path / "eval").exists() and not (tmp_path / "timing").exists()

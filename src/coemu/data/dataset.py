@@ -36,6 +36,10 @@ OPEN_FILES = 64
 class EmulatorDataset(Dataset):
     """(x, y) pairs: x (3, G, G, G) float32 network input, y (n_freq, G, G) float32 normalised target.
 
+    With ``physical_inputs``, x is instead the cube's (temperature K, density m-3, velocity_z
+    m s-1), three (G, G, G) float32 tensors, for a caller that preprocesses them itself
+    (the evaluation, through :meth:`coemu.nn.Emulator.emulate`).
+
     Args:
         models: model ids.
         files: model id -> {kind: path} with at least ``cube`` and the stage's target
@@ -43,6 +47,7 @@ class EmulatorDataset(Dataset):
         preprocessing: the transform (from the training models' statistics).
         stage: ``pretrain`` (face-on, 1 channel) or ``finetune`` (every rotation, all channels).
         source: what listed the models (named in errors), e.g. split.json.
+        physical_inputs: x in physical units, unpreprocessed (see above).
 
     Raises:
         CoemuInputError: a model without the files the stage needs.
@@ -55,12 +60,13 @@ class EmulatorDataset(Dataset):
         preprocessing: Preprocessing,
         stage: str,
         source: str | Path | None = None,
+        physical_inputs: bool = False,
     ):
         from coemu.io.blocks import model_files
 
         if stage not in ("pretrain", "finetune"):
             raise ValueError(f"stage must be pretrain or finetune, got '{stage}'")
-        self.preprocessing, self.stage = preprocessing, stage
+        self.preprocessing, self.stage, self.physical_inputs = preprocessing, stage, physical_inputs
         self.models = list(models)
         self.target_kind = "faceon" if stage == "pretrain" else "image"
         self.files = model_files(files, self.models, ("cube", self.target_kind), source)
@@ -113,7 +119,7 @@ class EmulatorDataset(Dataset):
     def __getstate__(self):  # pickled (spawned workers): no handles travel
         return {**self.__dict__, "_handles": OrderedDict()}
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int):
         model, rotation = self.index[i]
         cube_path = self._cube_path(model)
         cube = self._open(cube_path)
@@ -127,8 +133,10 @@ class EmulatorDataset(Dataset):
             )
         except (IndexError, KeyError, RuntimeError) as err:
             raise CoemuInputError(cube_path, None, f"sample {rotation} cannot be read ({err})") from None
-        x = self.preprocessing.inputs(t, n, v)
-        return x.float(), self.preprocessing.intensity(y).float()
+        target = self.preprocessing.intensity(y).float()
+        if self.physical_inputs:
+            return (t, n, v), target
+        return self.preprocessing.inputs(t, n, v).float(), target
 
     @property
     def n_freq(self) -> int:

@@ -46,15 +46,48 @@ PERCENTILES = (5, 25, 50, 75, 95)
 METRICS = ("maxrel_percent", "zncc", "ssim")
 
 
+def load_emulator(
+    model_path: str | Path, prep: Preprocessing, stats: str | Path, device: str | torch.device = "cpu"
+) -> Emulator:
+    """The trained emulator in ``model_path`` (eval mode, on ``device``), checked against ``stats``.
+
+    The emulator preprocesses its inputs and inverts its outputs with its own transform
+    (:meth:`coemu.nn.Emulator.emulate`); ``prep`` (from ``stats``) normalises the targets, so
+    the two must be one.
+
+    Raises:
+        CoemuInputError: a model file without a data description (an older coemu), or one
+            trained with other preprocessing constants than ``stats`` holds.
+    """
+    model = Emulator.from_checkpoint(model_path, device)
+    if model.data is None:
+        raise CoemuInputError(model_path, "data", "no data description (a model file from an older coemu)")
+    if model.data.preprocessing != prep.to_dict():
+        raise CoemuInputError(
+            stats, None, f"preprocessing constants other than those {model_path} was trained with"
+        )
+    return model
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset: EmulatorDataset, batch_size: int, device: torch.device):
-    """(targets, predictions), both (samples, n_freq, G, G), normalised, on the CPU."""
-    targets, predictions = [], []
+def predict(model: Emulator, dataset: EmulatorDataset, batch_size: int, device: torch.device):
+    """Targets and predictions of every sample, through :meth:`coemu.nn.Emulator.emulate`.
+
+    Args:
+        dataset: with ``physical_inputs`` (the emulator preprocesses the cubes itself).
+
+    Returns:
+        (targets, predictions, intensities): the normalised targets and predictions
+        (samples, n_freq, G, G) float32, and the predictions in W m-2 Hz-1 sr-1 (float64), on the CPU.
+    """
+    targets, predictions, intensities = [], [], []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
-    for x, y in loader:
-        predictions.append(model(x.to(device)).float().cpu())
+    for cubes, y in loader:
+        normalised, intensity = model.emulate(*(c.to(device) for c in cubes))
+        predictions.append(normalised.float().cpu())
+        intensities.append(intensity.cpu())
         targets.append(y)
-    return torch.cat(targets), torch.cat(predictions)
+    return torch.cat(targets), torch.cat(predictions), torch.cat(intensities)
 
 
 def summarise(values: dict[str, np.ndarray], per_channel: dict[str, np.ndarray] | None = None) -> dict:
@@ -139,20 +172,17 @@ def evaluate(
     if not split.get("test"):
         raise CoemuInputError(split_path, "test", "no test models")
     files = read_manifests(manifests)
-    dataset = EmulatorDataset(split["test"], files, prep, stage, source=split_path)
-    model = Emulator.from_checkpoint(model_path, dev)
-    target, prediction = predict(model, dataset, settings["batch_size"], dev)
-    physical_t, physical_p = (
-        prep.intensity_inverse(target.double()),
-        prep.intensity_inverse(prediction.double()),
-    )
+    dataset = EmulatorDataset(split["test"], files, prep, stage, source=split_path, physical_inputs=True)
+    model = load_emulator(model_path, prep, stats, dev)
+    target, prediction, physical_p = predict(model, dataset, settings["batch_size"], dev)
+    physical_t = prep.intensity_inverse(target.double())
     per_channel = {
         "maxrel_percent": maxrel_percent(physical_t, physical_p, prep.intensity_floor, True).numpy(),
         "zncc": zncc(target.double(), prediction.double(), True).numpy(),
         "ssim": ssim(target, prediction, True).double().numpy(),
     }
     values = {k: v.mean(axis=1) for k, v in per_channel.items()}
-    velocities = model.data.channel_velocities if model.data is not None else None
+    velocities = model.data.channel_velocities
     samples = xr.Dataset(
         {k: ("sample", v) for k, v in values.items()}
         | {f"{k}_per_channel": (("sample", "velocity"), v) for k, v in per_channel.items()}
@@ -164,8 +194,7 @@ def evaluate(
     samples["maxrel_percent"].attrs = {"units": "percent", "long_name": "MaxRel (paper eq. 30)"}
     samples["zncc"].attrs = {"units": "1", "long_name": "ZNCC averaged over channels (eq. 31-32)"}
     samples["ssim"].attrs = {"units": "1", "long_name": "SSIM averaged over channels (eq. 33-36)"}
-    if velocities is not None:
-        samples = samples.assign_coords(velocity=("velocity", velocities, {"units": "m s-1"}))
+    samples = samples.assign_coords(velocity=("velocity", velocities, {"units": "m s-1"}))
     write_netcdf_atomic(samples, out_dir / "samples.nc")
     summary = summarise(values, per_channel) | {
         "stage": stage,

@@ -8,10 +8,13 @@ with ``torch.cuda.synchronize`` around each run on CUDA. Rows:
   one cube per call, on the CPU and on CUDA when present;
 * the trained emulator, named by its kind (``column``, ``coemunet``; 1
   channel = the pretrained model, 7 = the fine-tuned one), batch 1 and a
-  large batch, on the CPU and on CUDA; the preprocessing of the input is
-  included;
+  large batch, on the CPU and on CUDA: physical cubes to intensities by
+  :meth:`coemu.nn.Emulator.intensities` (the path ``predict`` and the
+  evaluation run), so the preprocessing of the input and the inverse transform
+  of the output are included;
 * ``coemunet-paper``: the paper's widths (143,294,737 parameters at 64^3 and
-  7 channels), untrained weights: the cost does not depend on their values;
+  7 channels), untrained weights (the cost does not depend on their values),
+  through the same path with the trained emulator's data description;
 * ``pomme``: pomme 0.2.1 on the CPU, float64, when it is installed (tests extra).
 
 ``timing.csv`` has method, device, n_freq, batch_size, threads and
@@ -37,6 +40,7 @@ import torch
 import xarray as xr
 
 from coemu.data.transform import Preprocessing
+from coemu.evaluation.evaluate import load_emulator
 from coemu.io.atomic import atomic_output
 from coemu.io.blocks import model_files, read_manifests
 from coemu.io.errors import CoemuInputError
@@ -44,7 +48,7 @@ from coemu.io.validation import read_json
 from coemu.nn import COEmuNet, Emulator
 from coemu.rt.lamda import load_line
 from coemu.rt.solver import line_images
-from coemu.rt.spectral import channel_frequencies, velocity_to_frequency
+from coemu.rt.spectral import velocity_to_frequency
 
 log = logging.getLogger(__name__)
 FIELDS = (
@@ -81,22 +85,21 @@ def _solve_each(line, cubes, freqs, dx) -> None:
 
 
 @torch.no_grad()
-def _emulate(prep, model, cubes, idx) -> torch.Tensor:
-    """Preprocess cubes ``idx``, predict, and turn the prediction into intensities."""
-    x = prep.inputs(*(c[idx] for c in cubes))  # (3, B, G, G, G)
-    return prep.intensity_inverse(model(x.transpose(0, 1).contiguous()))
-
-
-def _n_freq(model: Emulator) -> int:
-    """Output channels of a trained emulator (its data description; older files: its arguments)."""
-    return model.data.n_freq if model.data is not None else int(model.kwargs["n_freq"])
+def _emulate(model: Emulator, cubes, idx) -> torch.Tensor:
+    """Intensities (B, F, G, G) of cubes ``idx`` by :meth:`coemu.nn.Emulator.intensities`."""
+    return model.intensities(*(c[idx] for c in cubes))
 
 
 def _frequencies(model: Emulator, line) -> np.ndarray:
-    """The emulator's channels as frequencies (Hz): those it was trained on, else 300 m/s apart."""
-    if model.data is None:
-        return channel_frequencies(line.frequency, _n_freq(model), 300.0)
+    """The emulator's channels as frequencies (Hz): those it was trained on."""
     return velocity_to_frequency(model.data.channel_velocities, line.frequency)
+
+
+def _paper_coemunet(trained: Emulator, device: torch.device) -> COEmuNet:
+    """The paper's COEmuNet (untrained) for the channels, grid and transform of ``trained``."""
+    model = COEmuNet(n_freq=trained.data.n_freq, grid=trained.data.grid)
+    model.data = trained.data
+    return model.to(device).eval()
 
 
 def _row(method, device, n_freq, batch, seconds):
@@ -131,12 +134,12 @@ def run_timing(
             repeats; large_batch; pomme).
     """
     out_dir = Path(out_dir)
-    loaded = {p: Emulator.from_checkpoint(p) for p in trained}
-    models = {_n_freq(m): p for p, m in loaded.items()}
+    prep = Preprocessing.from_file(stats)
+    loaded = {p: load_emulator(p, prep, stats) for p in trained}
+    models = {m.data.n_freq: p for p, m in loaded.items()}
     split = read_json(split_path)
     if not split.get("test"):
         raise CoemuInputError(split_path, "test", "no test models")
-    prep = Preprocessing.from_file(stats)
     test_model = split["test"][0]
     cube_path = model_files(read_manifests(manifests), [test_model], ("cube",), split_path)[test_model][
         "cube"
@@ -149,8 +152,8 @@ def run_timing(
         }
         dx = float(ds.attrs["cell_size"])
     n_cubes = arrays["temperature"].shape[0]
-    data = next((m.data for m in loaded.values() if m.data is not None), None)
-    line = load_line() if data is None else load_line(data.molecule, data.transition, data.datafile or None)
+    data = next(iter(loaded.values())).data
+    line = load_line(data.molecule, data.transition, data.datafile or None)
     devs = [torch.device(d) for d in devices]
     rows = []
     for device in devs:
@@ -163,13 +166,14 @@ def run_timing(
             solve = functools.partial(_solve_each, line, cubes, freqs, dx)
             seconds = time_call(solve, repeats, device)
             rows.append(_row("coemu-solver", device, n_freq, 1, [s / n_cubes for s in seconds]))
+            trained_model = loaded[model_path].to(device)
             for name, model in (
-                (loaded[model_path].kind, loaded[model_path].to(device)),
-                ("coemunet-paper", COEmuNet(n_freq=n_freq, grid=cubes[0].shape[-1]).to(device).eval()),
+                (trained_model.kind, trained_model),
+                ("coemunet-paper", _paper_coemunet(trained_model, device)),
             ):
                 for batch in (1, large_batch):
                     idx = [i % n_cubes for i in range(batch)]
-                    emulate = functools.partial(_emulate, prep, model, cubes, idx)
+                    emulate = functools.partial(_emulate, model, cubes, idx)
                     rows.append(_row(name, device, n_freq, batch, time_call(emulate, repeats, device)))
                 log.info("timed %s", rows[-1])
     if settings["pomme"] and importlib.util.find_spec("pomme") is not None:

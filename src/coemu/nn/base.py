@@ -32,6 +32,7 @@ from coemu.io.validation import plain
 
 if TYPE_CHECKING:
     from coemu.data.description import DataDescription
+    from coemu.data.transform import Preprocessing
 
 _KINDS: dict[str, type[Emulator]] = {}
 
@@ -159,15 +160,53 @@ class Emulator(nn.Module):
         result = result.to(out_device)
         return result.numpy() if is_numpy else result
 
-    def intensities(self, temperature, density, velocity_z) -> torch.Tensor:
-        """Differentiable physical forward pass: (B, G, G, G) tensors on the emulator's device
-        (K, m-3, m s-1; unchecked) -> (B, F, G, G) float64 W m-2 Hz-1 sr-1. Gradients flow to the
-        inputs (a fit's forward model); :meth:`predict` is the checked, no-grad entry point."""
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The transform of the training data (:class:`coemu.data.transform.Preprocessing`).
+
+        Raises:
+            ValueError: no data description.
+        """
+        if self.data is None:
+            raise ValueError("this emulator has no data description (load it with Emulator.load)")
         from coemu.data.transform import Preprocessing
 
-        prep = Preprocessing(**self.data.preprocessing)
-        x = prep.inputs(temperature.float(), density.float(), velocity_z.float())
-        return prep.intensity_inverse(self(x.transpose(0, 1)).double())
+        return Preprocessing(**self.data.preprocessing)
+
+    def network_inputs(self, temperature, density, velocity_z) -> torch.Tensor:
+        """Step 1 of :meth:`emulate`, the preprocessing: (B, G, G, G) tensors in K, m-3, m s-1 ->
+        (B, 3, G, G, G) float32 network input (velocity, temperature, density channels)."""
+        prep = self.preprocessing
+        return prep.inputs(temperature.float(), density.float(), velocity_z.float()).transpose(0, 1)
+
+    def to_intensities(self, normalised: torch.Tensor) -> torch.Tensor:
+        """Step 3 of :meth:`emulate`, the inverse transform: (B, F, G, G) network output ->
+        float64 intensities in W m-2 Hz-1 sr-1, on the output's device."""
+        return self.preprocessing.intensity_inverse(normalised.double())
+
+    def emulate(self, temperature, density, velocity_z) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one inference path: preprocess (:meth:`network_inputs`), the network's forward
+        pass, inverse transform (:meth:`to_intensities`). :meth:`predict`, :meth:`intensities`,
+        the evaluation and the timing stage all run it.
+
+        Args:
+            temperature, density, velocity_z: (B, G, G, G) tensors on the emulator's device,
+                K, m-3 (CO) and m s-1 (unchecked; :meth:`predict` checks).
+
+        Returns:
+            the network's output (B, F, G, G) (normalised ln intensity, the training target's
+            transform) and the intensities (B, F, G, G) float64 W m-2 Hz-1 sr-1. Differentiable:
+            gradients flow to the inputs unless the caller holds ``torch.no_grad``.
+        """
+        normalised = self(self.network_inputs(temperature, density, velocity_z))
+        return normalised, self.to_intensities(normalised)
+
+    def intensities(self, temperature, density, velocity_z) -> torch.Tensor:
+        """Differentiable physical forward pass (:meth:`emulate`'s intensities): (B, G, G, G)
+        tensors on the emulator's device (K, m-3, m s-1; unchecked) -> (B, F, G, G) float64
+        W m-2 Hz-1 sr-1. Gradients flow to the inputs (a fit's forward model); :meth:`predict` is
+        the checked, no-grad entry point."""
+        return self.emulate(temperature, density, velocity_z)[1]
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Emulator:
