@@ -1,8 +1,11 @@
-"""Shared fixtures: small synthetic models, CLI runner, repository paths."""
+"""Shared fixtures: small synthetic models, CLI runner, repository paths, and the tiny
+pipeline run (tests/configs/tiny.yaml) that the workflow tests start from."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 
 from coemu.data.variables import DEFAULT_INTENSITY_FLOOR, INPUT_VARIABLES, transformed_values
 
 REPO = Path(__file__).resolve().parents[1]
+#: Overrides of config/config.yaml for the workflow and SLURM tests (6 models, 2 rotations, 16^3).
+TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 
 
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -145,3 +151,84 @@ def trained_inputs(root: Path) -> dict:
         "stats": root / "stats" / "global.json",
         "manifests": sorted((root / "blocks" / "images").glob("*.json")),
     }
+
+
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``snakemake ARGS`` in ``workdir`` with this interpreter's environment."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **(env or {}),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True, env=env
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _merged(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` applied key by key (nested mappings merged, as Snakemake does)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = (
+            _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def tiny_config() -> dict:
+    """config/config.yaml with tests/configs/tiny.yaml over it."""
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return _merged(base, yaml.safe_load(TINY_CONFIG.read_text()))
+
+
+def copy_workflow(dest: Path, tiny: bool = True) -> Path:
+    """A copy of the workflow (Snakefile, rules, configs, profiles) in ``dest``; with ``tiny``,
+    its config/config.yaml is the default with tests/configs/tiny.yaml over it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    if tiny:
+        (dest / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
+    return dest
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule name -> number of jobs of a dry run (empty when there is nothing to do)."""
+    out = snakemake(workdir, "-n", *args).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out[out.index("Job stats:") :].splitlines()[3:]
+    jobs = {}
+    for line in table:
+        name, count = line.split()
+        if name == "total":
+            return jobs
+        jobs[name] = int(count)
+    raise AssertionError(f"no job table in:\n{out}")
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of a finished run's folder: file times kept (copy2), so Snakemake sees it as it was."""
+    shutil.copytree(run, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The pipeline on the tiny config, run to the end once per session (local, 2 cores).
+    Tests must not change it: take ``tiny_copy`` to work on a run."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny") / "run")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.fixture()
+def tiny_copy(tiny_run, tmp_path) -> Path:
+    """This test's own copy of the finished tiny run."""
+    return copy_run(tiny_run, tmp_path / "run")

@@ -13,15 +13,18 @@ import shutil
 import subprocess
 
 import pytest
-from test_workflow import copy_workflow, planned_jobs, snakemake
+from conftest import copy_run, copy_workflow, planned_jobs, snakemake, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.slow]
 
-# What a site without an accounting database sets (and a short first status check).
+# What a site without an accounting database sets, and status checks every 2 s (the default 10 s
+# leaves a one-node cluster idle between the pipeline's mostly sequential jobs).
 SITE = [
     "--slurm-status-command",
     "squeue",
     "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--seconds-between-status-checks",
     "2",
     "--slurm-no-account",
 ]
@@ -62,21 +65,20 @@ def job_info(jobid: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def slurm_run(tmp_path_factory):
-    """The default pipeline run once through `snakemake --profile profiles/slurm`."""
+    """The pipeline on the tiny config run once through `snakemake --profile profiles/slurm`."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm-run"))
     proc = snakemake(workdir, "--profile", "profiles/slurm", *SITE)
     return workdir, proc.stdout + proc.stderr
 
 
-@pytest.mark.timeout(1800)  # the default pipeline runs in it (about 6 minutes alone)
-def test_default_pipeline_through_the_slurm_profile(slurm_run):
+def test_tiny_pipeline_through_the_slurm_profile(slurm_run):
     """`snakemake --profile profiles/slurm`: every job but `all` goes through sbatch."""
     workdir, output = slurm_run
     jobs = slurm_jobs(output)
     expected = {"sphere", "cubes", "images", "split", "stats", "pretrain", "finetune", "evaluate", "timing"}
     expected |= {"observations"}  # observations.export in config/config.yaml
     assert set(jobs) == expected and len(jobs["evaluate"]) == 2
-    assert len(jobs["cubes"]) == len(jobs["images"]) == 5  # 20 models, 4 per job
+    assert len(jobs["cubes"]) == len(jobs["images"]) == 3  # 6 models, 2 per job
     infos = {rule: job_info(ids[0]) for rule, ids in jobs.items()}
     assert {info["state"] for info in infos.values()} == {"COMPLETED"}
     # the rules' resources became the jobs' requests, in the default partition
@@ -89,19 +91,20 @@ def test_default_pipeline_through_the_slurm_profile(slurm_run):
     }
     assert infos["cubes"]["cpus"] == "1" and infos["images"]["cpus"] == "2"
     # and the outputs are those of a local run
+    tiny = tiny_config()
     metrics = json.loads((workdir / "results/evaluation/finetune/metrics.json").read_text())
-    assert metrics["n_samples"] == 32
+    assert metrics["n_samples"] == tiny["cubes"]["rotations"] == 2  # 1 test model
     assert sorted(p.stem for p in (workdir / "results/images").glob("*.nc")) == [
-        f"m{i:05d}" for i in range(20)
+        f"m{i:05d}" for i in range(tiny["models"]["count"])
     ]
     assert planned_jobs(workdir) == {}
 
 
-@pytest.mark.timeout(1800)  # the images and every later stage run again
-def test_set_resources_and_forcerun_address_a_stage(slurm_run):
+def test_set_resources_and_forcerun_address_a_stage(slurm_run, tmp_path):
     """The README's way to send a stage to another partition, with a forced rerun of that
-    stage: every image job in partition gpu, then what follows them; no cube job."""
-    workdir, _ = slurm_run
+    stage: every image job in partition gpu, then what follows them; no cube job (on a copy of
+    the SLURM run)."""
+    workdir = copy_run(slurm_run[0], tmp_path / "run")
     proc = snakemake(
         workdir,
         "--profile",
@@ -114,7 +117,7 @@ def test_set_resources_and_forcerun_address_a_stage(slurm_run):
     )
     jobs = slurm_jobs(proc.stdout + proc.stderr)
     assert set(jobs) == {"images", "stats", "pretrain", "finetune", "evaluate", "timing", "observations"}
-    assert len(jobs["images"]) == 5
+    assert len(jobs["images"]) == 3
     assert {job_info(i)["partition"] for i in jobs["images"]} == {"gpu"}
     assert {job_info(ids[0])["partition"] for rule, ids in jobs.items() if rule != "images"} == {"debug"}
     assert planned_jobs(workdir) == {}
@@ -134,13 +137,13 @@ def test_profile_by_name_from_the_user_config_directory(tmp_path):
     jobs = slurm_jobs(out)
     assert set(jobs) == {"sphere", "cubes"}
     assert all(job_info(ids[0])["state"] == "COMPLETED" for ids in jobs.values())
-    assert len(list((workdir / "results/cubes").glob("*.nc"))) == 4
+    assert len(list((workdir / "results/cubes").glob("*.nc"))) == tiny_config()["models"]["per_job"]
 
 
 def test_statistics_on_a_dask_slurm_cluster(tmp_path):
     """`dask.cluster: slurm`: the Dask workers are SLURM jobs (dask_jobqueue.SLURMCluster), over TLS."""
     import numpy as np
-    from test_stats import FLOORS, check_equal, numpy_reference, write_pair
+    from test_stats import FLOORS, check_equal, collect_refused_clients, numpy_reference, write_pair
 
     from coemu.stats.cluster import dask_client
     from coemu.stats.global_stats import global_statistics
@@ -168,6 +171,7 @@ def test_statistics_on_a_dask_slurm_cluster(tmp_path):
         for plain in (address, address.replace("tls://", "tcp://")):
             with pytest.raises(Exception):  # noqa: B017 (refused, whatever the layer that refuses)
                 Client(plain, timeout=5)
+            collect_refused_clients()
         running = subprocess.run(
             ["squeue", "-h", "-n", job_name, "-o", "%T"], capture_output=True, text=True, check=True
         ).stdout.split()

@@ -224,6 +224,50 @@ def cmd_export_observations(args: argparse.Namespace, config: dict) -> None:
     export_images(args.split, args.manifests, args.out, ObservationSettings.from_config(config))
 
 
+def cmd_check_run(args: argparse.Namespace) -> int:
+    """Check a finished run: every expected output present, the emulator's and the data's
+    figures within the README's bars. Prints the figures; exit status 1 when any check fails."""
+    from coemu.runcheck import check_run
+
+    bars = {
+        name: getattr(args, name) for name in ("min_zncc", "max_maxrel", "min_samples", "min_test_models")
+    }
+    bars["max_data_maxrel"] = args.max_data_maxrel
+    check = check_run(args.results, args.configfile or (), bars)
+    print(f"coemu check-run {args.results}")
+    print(check.report(), end="")
+    return 0 if check.passed else 1
+
+
+def _add_check_run(sub) -> None:
+    from coemu.runcheck import BARS
+
+    p = sub.add_parser(
+        "check-run",
+        help="check a finished run against the README's figures",
+        description=cmd_check_run.__doc__,
+    )
+    p.add_argument("results", type=Path, nargs="?", default=Path("results"), help="the run's results folder")
+    p.add_argument(
+        "--configfile",
+        type=Path,
+        nargs="+",
+        help="the run's --configfile files, over config/config.yaml beside RESULTS (as Snakemake reads them)",
+    )
+    for name, text in (
+        ("min_zncc", "least ZNCC mean of the fine-tuned emulator"),
+        ("max_maxrel", "largest MaxRel median, percent"),
+        ("min_samples", "fewest test samples"),
+        ("min_test_models", "fewest held-out test models"),
+        ("max_data_maxrel", "largest MaxRel median of the data's own error, percent"),
+    ):
+        kind = int if name.startswith("min_") and "zncc" not in name else float
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=kind, default=BARS[name], help=f"{text} (default %(default)s)"
+        )
+    p.set_defaults(func=cmd_check_run, plain=True)
+
+
 def _command(sub, name: str, func, help: str, sections=(), top=()) -> argparse.ArgumentParser:
     """A subcommand with ``--config`` and the generated options of ``sections`` (and top-level ``top``)."""
     p = sub.add_parser(name, help=help, description=func.__doc__)
@@ -424,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_trained_inputs(p)
     p.add_argument("--out", type=Path, required=True, help="folder for timing.csv and timing.md")
+
+    _add_check_run(sub)
     return parser
 
 
@@ -444,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     from coemu.training.preemption import Preempted
 
     try:
+        if getattr(args, "plain", False):  # no config sections: the command reads its own
+            return args.func(args)
         args.func(args, settings.from_args(args))
     except CoemuInputError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -183,8 +183,8 @@ def check(
             )
         elif not obs["noise"]:
             fail("fit.enabled", "a fit needs a noisy mock: set observations.noise (rms per channel)")
-    if fit := config.get("fit"):
-        from coemu.fit.family import Family
+    if (fit := config.get("fit")) and fit["free"]:
+        from coemu.fit.family import Family  # imports torch: only when there is something to check
 
         for family, free in (fit["free"] or {}).items():
             if family not in fit["families"]:

@@ -77,12 +77,19 @@ def code_digest(stage: str) -> str:
     h = hashlib.sha256()
     for path in _stage_files(stage):
         h.update(str(path.relative_to(_PACKAGE_ROOT)).encode())
-        if path.suffix == ".py":
-            tree = _strip_docstrings(ast.parse(path.read_text(), str(path)))
-            h.update(ast.unparse(tree).encode())
-        else:
-            h.update(path.read_bytes())
+        st = path.stat()
+        h.update(_code_bytes(path, st.st_mtime_ns, st.st_size))
     return h.hexdigest()[:16]
+
+
+@cache
+def _code_bytes(path: Path, mtime_ns: int, size: int) -> bytes:
+    """What of ``path`` counts: a Python file as source regenerated from its syntax tree without
+    docstrings, another file byte for byte. Read once per process and version of the file
+    (``mtime_ns``, ``size``): the stages share packages."""
+    if path.suffix == ".py":
+        return ast.unparse(_strip_docstrings(ast.parse(path.read_text(), str(path)))).encode()
+    return path.read_bytes()
 
 
 def fingerprint(**parts) -> str:
