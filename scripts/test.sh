@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# README command 2: install the test and fit extras (idempotent) and run the whole test suite.
+# README command 2: install the test and fit extras (idempotent) and run the whole test suite
+# in COEMU_TEST_WORKERS pytest-xdist processes (default 2; 0 runs them in this process).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +12,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 if [ "$(id -u)" = 0 ] && ! sinfo >/dev/null 2>&1; then
   bash scripts/slurm-local.sh
 fi
-exec python -m pytest "$@"
+workers=${COEMU_TEST_WORKERS:-2}
+if [ "$workers" = 0 ]; then
+  exec python -m pytest "$@"
+fi
+# loadgroup: the tests that share a session's pipeline run (xdist_group marks) stay together
+exec python -m pytest -n "$workers" --dist loadgroup "$@"

@@ -173,6 +173,7 @@ def test_sphere_larger_than_the_model_is_refused(tmp_path, model_nc):
     assert not (tmp_path / "o.nc").exists()
 
 
+@pytest.mark.slow  # about 15-35 s on 2 cores
 def test_cubes_many_makes_only_what_it_lacks(tmp_path):
     """A cube block rerun keeps the cubes made from the same model, radius and settings."""
     sphere = tmp_path / "sphere.json"
@@ -210,6 +211,7 @@ def test_cubes_many_makes_only_what_it_lacks(tmp_path):
     assert xr.open_dataset(outs[0]).temperature.shape == (2, 16, 16, 16)
 
 
+@pytest.mark.slow  # about 15-35 s on 2 cores
 def test_cubes_many_from_files_redoes_a_rewritten_model_and_names_bad_arguments(
     tmp_path, model_nc, sphere_json
 ):

@@ -434,6 +434,7 @@ def test_site_values_invert_the_priors():
         assert float(prior.value(site_value(prior, value))) == pytest.approx(value, rel=1e-12)
 
 
+@pytest.mark.slow  # about 15-35 s on 2 cores
 def test_fit_of_an_export_manifest_takes_the_truth_from_the_header(tmp_path):
     """The pipeline's rule: ``coemu fit manifest.json --truth OBJECT`` (rotation 0 of the first
     test model, its synthetic parameters fixing the others); the single family only, briefly."""

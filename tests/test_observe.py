@@ -52,6 +52,7 @@ def test_viewing_angles_are_rotations_with_the_documented_senses():
         viewing_matrix(190.0)
 
 
+@pytest.mark.slow  # about 15-35 s on 2 cores
 def test_inclination_zero_is_the_cubes_rotation_zero(tmp_path):
     """coemu observe at i = 0 (Jy/pixel, no beam) = the pipeline's cube and image of rotation 0."""
     common = ["--seed", "5", "--n-base", "16", "--levels", "4", "--box-cells", "32", "--grid", "16"]

@@ -40,6 +40,7 @@ def synthetic_cubes():
     return arrays, float(cubes[0].attrs["cell_size"])
 
 
+@pytest.mark.slow  # about 15-35 s on 2 cores
 @pytest.mark.parametrize("background", ["zero", "cmb"])
 def test_agrees_with_pomme_on_synthetic_cubes(synthetic_cubes, background):
     arrays, dx = synthetic_cubes

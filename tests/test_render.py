@@ -146,6 +146,7 @@ def test_unknown_molecule_without_datafile(tmp_path, cube_nc):
     assert not (tmp_path / "img.nc").exists()
 
 
+@pytest.mark.slow  # about 15-35 s on 2 cores
 def test_render_many_maps_each_cube_to_its_own_files(tmp_path, cube_nc):
     hotter = tmp_path / "hotter.nc"
     ds = xr.open_dataset(cube_nc).load()
@@ -165,6 +166,7 @@ def test_render_many_maps_each_cube_to_its_own_files(tmp_path, cube_nc):
     assert proc.returncode == 2 and "same number of files" in proc.stderr
 
 
+@pytest.mark.slow  # about 15-35 s on 2 cores
 def test_render_many_keeps_what_is_up_to_date(tmp_path, cube_nc):
     """A block rerun (a model added, a failure) renders only the images it lacks; other
     solver settings or a rewritten cube render again."""
