@@ -227,12 +227,9 @@ def cmd_export_observations(args: argparse.Namespace, config: dict) -> None:
 def cmd_check_run(args: argparse.Namespace) -> int:
     """Check a finished run: every expected output present, the emulator's and the data's
     figures within the README's bars. Prints the figures; exit status 1 when any check fails."""
-    from coemu.runcheck import check_run
+    from coemu.runcheck import BARS, check_run
 
-    bars = {
-        name: getattr(args, name) for name in ("min_zncc", "max_maxrel", "min_samples", "min_test_models")
-    }
-    bars["max_data_maxrel"] = args.max_data_maxrel
+    bars = {name: getattr(args, name) for name in BARS}  # one option per bar (_add_check_run)
     check = check_run(args.results, args.configfile or (), bars)
     print(f"coemu check-run {args.results}")
     print(check.report(), end="")
