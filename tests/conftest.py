@@ -14,8 +14,12 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from snakemake.utils import update_config
 
 from coemu.data.variables import DEFAULT_INTENSITY_FLOOR, INPUT_VARIABLES, transformed_values
+
+# threads per pytest-xdist worker, and the modules that share a run kept in one worker
+pytest_plugins = ["xdist_sharing"]
 
 REPO = Path(__file__).resolve().parents[1]
 #: Overrides of config/config.yaml for the workflow and SLURM tests (6 models, 2 rotations, 16^3).
@@ -170,20 +174,11 @@ def snakemake(
     return proc
 
 
-def _merged(base: dict, overrides: dict) -> dict:
-    """``base`` with ``overrides`` applied key by key (nested mappings merged, as Snakemake does)."""
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = (
-            _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
-
-
 def tiny_config() -> dict:
-    """config/config.yaml with tests/configs/tiny.yaml over it."""
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    return _merged(base, yaml.safe_load(TINY_CONFIG.read_text()))
+    """config/config.yaml with tests/configs/tiny.yaml over it (merged as Snakemake merges them)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load(TINY_CONFIG.read_text()))
+    return config
 
 
 def copy_workflow(dest: Path, tiny: bool = True) -> Path:

@@ -16,8 +16,6 @@ import pytest
 from conftest import copy_run, copy_workflow, planned_jobs, snakemake, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.slow]
-# The tests that start from the module's SLURM run share one pytest-xdist worker (it is made once).
-SLURM_RUN_GROUP = pytest.mark.xdist_group("slurm_run")
 
 # What a site without an accounting database sets (and a short first status check; the plugin
 # then waits 10 s longer after each check that finds no job finished).
@@ -71,7 +69,6 @@ def slurm_run(tmp_path_factory):
     return workdir, proc.stdout + proc.stderr
 
 
-@SLURM_RUN_GROUP
 def test_tiny_pipeline_through_the_slurm_profile(slurm_run):
     """`snakemake --profile profiles/slurm`: every job but `all` goes through sbatch."""
     workdir, output = slurm_run
@@ -101,7 +98,6 @@ def test_tiny_pipeline_through_the_slurm_profile(slurm_run):
     assert planned_jobs(workdir) == {}
 
 
-@SLURM_RUN_GROUP
 def test_set_resources_and_forcerun_address_a_stage(slurm_run, tmp_path):
     """The README's way to send a stage to another partition, with a forced rerun of that
     stage: every image job in partition gpu, then what follows them; no cube job (on a copy of

@@ -16,8 +16,6 @@ from astropy.io import fits
 from conftest import REPO, copy_workflow, planned_jobs, run_cli, snakemake, tiny_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
-# The tests that start from the session's tiny run share one pytest-xdist worker (it is made once).
-TINY_GROUP = pytest.mark.xdist_group("tiny_run")
 
 
 @pytest.fixture()
@@ -49,7 +47,6 @@ def mtimes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.nc")}
 
 
-@TINY_GROUP
 def test_tiny_config_end_to_end(tiny_copy):
     """The default pipeline on the tiny config: models to a fine-tuned emulator, its evaluation,
     timing, the observations export and the report (the default run's figures: check-run)."""
@@ -120,7 +117,6 @@ def check_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return run_cli("check-run", workdir / "results", *args, check=False)
 
 
-@TINY_GROUP
 def test_check_run_prints_the_figures_and_holds_the_run_to_the_readme(tiny_run):
     """`coemu check-run results/`: the tiny run is below the README's bar on the number of
     samples and models (and fails, naming them); at bars set to its own figures it passes, and
@@ -148,7 +144,6 @@ def test_check_run_prints_the_figures_and_holds_the_run_to_the_readme(tiny_run):
     assert failed.stdout.count("bar >= ") == 1 and "emulator ZNCC mean (column, finetune) = " in failed.stdout
 
 
-@TINY_GROUP
 def test_check_run_names_missing_and_empty_outputs(tiny_copy):
     (tiny_copy / "results/images/m00003.nc").unlink()
     (tiny_copy / "results/train/finetune/model.pt").write_bytes(b"")
@@ -167,9 +162,11 @@ def test_check_run_names_missing_and_empty_outputs(tiny_copy):
     assert "missing or empty: results/blocks/images/b0003.json" in proc.stdout
     bad = check_run(tiny_copy, "--configfile", str(tiny_copy / "absent.yaml"))
     assert bad.returncode == 2 and "absent.yaml" in bad.stderr and "no such config file" in bad.stderr
+    nowhere = run_cli("check-run", tiny_copy / "nowhere", check=False)
+    assert nowhere.returncode == 2 and "nowhere" in nowhere.stderr
+    assert "no such results folder" in nowhere.stderr
 
 
-@TINY_GROUP
 def test_changed_solver_setting_reruns_images_and_after_but_no_cube(tiny_copy):
     (tiny_copy / "solver.yaml").write_text("images: {v_turbulence: 150.0}\n")
     jobs = planned_jobs(tiny_copy, "--configfile", "solver.yaml")
@@ -177,7 +174,6 @@ def test_changed_solver_setting_reruns_images_and_after_but_no_cube(tiny_copy):
     assert jobs == {"images": 3, "observations": 1} | after
 
 
-@TINY_GROUP
 def test_forcerun_and_until_name_the_stage(tiny_copy):
     """One rule per stage: `--forcerun images` reruns the image jobs and what follows, no
     cube job; `--until images` stops after them."""
@@ -191,7 +187,6 @@ def test_forcerun_and_until_name_the_stage(tiny_copy):
     assert planned_jobs(fresh, "--until", "images") == {"sphere": 1, "cubes": 3, "images": 3}
 
 
-@TINY_GROUP
 def test_changed_training_setting_reruns_that_training_and_evaluation_only(tiny_copy):
     (tiny_copy / "finetune.yaml").write_text("training: {finetune: {epochs: 3}}\n")
     jobs = planned_jobs(tiny_copy, "--configfile", "finetune.yaml")
@@ -212,7 +207,6 @@ def test_changed_training_setting_reruns_that_training_and_evaluation_only(tiny_
     assert planned_jobs(tiny_copy, "--configfile", "runtime.yaml") == {}
 
 
-@TINY_GROUP
 def test_added_models_compute_only_the_new_models(tiny_copy):
     """More models: the sphere is recomputed, so every block job runs, and each makes only
     the models it does not have (fingerprints), then what depends on every model runs."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from snakemake.utils import update_config
 
 from coemu import settings
 from coemu.hydro.catalog import list_model_files, model_blocks, model_ids
@@ -95,18 +96,10 @@ def read_run_config(run_dir: Path, configfiles: Sequence[Path] = ()) -> dict:
     for source in sources:
         if not source.is_file():
             raise CoemuInputError(source, None, "no such config file")
-        config = _merged(config, yaml.safe_load(source.read_text()) or {})
+        update_config(config, yaml.safe_load(source.read_text()) or {})  # as Snakemake merges them
     completed = settings.complete(config, ", ".join(map(str, sources)))
     settings.check(completed, ", ".join(map(str, sources)))
     return completed
-
-
-def _merged(base: Mapping, overrides: Mapping) -> dict:
-    out = dict(base)
-    for key, value in overrides.items():
-        nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
-        out[key] = _merged(out[key], value) if nested else value
-    return out
 
 
 def _kind_dir(top: str, kinds: Sequence[str], kind: str, stage: str) -> str:
