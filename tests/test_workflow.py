@@ -237,6 +237,41 @@ def test_added_models_compute_only_the_new_models(tiny_copy):
     assert planned_jobs(workdir, "--configfile", "more.yaml") == fan_in
 
 
+def test_a_lost_or_changed_per_model_file_reruns_its_block_and_what_follows(tiny_copy):
+    """Per-model files deleted or truncated after the run (a scratch purge): a plain `snakemake`
+    finds them at start-up, reruns their blocks' jobs, which remake only those files, then
+    what follows, and ends with the same metrics."""
+    workdir = tiny_copy
+    metrics = workdir / "results/evaluation/finetune/metrics.json"
+    before = json.loads(metrics.read_text())
+    follows = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "observations": 1}
+    follows |= {"all": 1}
+    kept = mtimes(workdir / "results/images")
+    (workdir / "results/images/m00000.nc").unlink()  # block b0000
+    assert planned_jobs(workdir) == {"images": 1} | follows
+    (workdir / "results/cubes/m00002.nc").unlink()  # block b0001: its cube and image jobs
+    assert planned_jobs(workdir) == {"cubes": 1, "images": 2} | follows
+    truncated = workdir / "results/images/m00005.nc"  # block b0002
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    assert planned_jobs(workdir) == {"cubes": 1, "images": 3} | follows
+    changed = json.loads((workdir / "results/blocks/images/b0002.changed.json").read_text())["changed"]
+    assert list(changed) == ["results/images/m00005.nc"]
+    assert changed["results/images/m00005.nc"].endswith(" -> 1000 bytes")
+    snakemake(workdir, "--cores", "2")
+    assert "1 of 2 cubes made, 1 kept" in (workdir / "logs/cubes/b0001.log").read_text()
+    for block in ("b0000", "b0001", "b0002"):
+        assert "1 of 2 models rendered, 1 kept" in (workdir / f"logs/images/{block}.log").read_text()
+    now = mtimes(workdir / "results/images")
+    remade = sorted(name for name, t in now.items() if kept.get(name) != t)
+    assert remade == ["m00000.nc", "m00002.nc", "m00005.nc"] and sorted(now) == sorted(kept)
+    with xr.open_dataset(truncated) as image:
+        assert image.intensity.shape[0] == tiny_config()["cubes"]["rotations"]
+    after = json.loads(metrics.read_text())
+    for key in ("n_samples", "zncc_mean", "maxrel_percent_median", "ssim_mean"):
+        assert after[key] == before[key], key
+    assert planned_jobs(workdir) == {}
+
+
 def test_directory_source(workdir):
     models = write_models(workdir / "models", (2, 5, 7))
     (workdir / "dir.yaml").write_text(

@@ -1,10 +1,12 @@
 # Config validation and the helpers the rules share (wiring only; logic is in coemu).
 import os
 
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 from coemu import resources, settings
 from coemu.hydro.catalog import list_model_files, model_blocks, model_ids
+from coemu.io.blocks import changed_marker, mark_changed_blocks
 from coemu.io.provenance import STAGE_PACKAGES, code_digest
 
 min_version("9.0")
@@ -55,6 +57,27 @@ def block_model_files(wildcards):
 def manifests(kind):
     """Every block's manifest of ``kind`` (cubes or images)."""
     return expand(f"results/blocks/{kind}/{{block}}.json", block=BLOCKS)
+
+
+# A per-model file deleted or rewritten since its block's manifest was written (a scratch
+# purge): the block gets results/blocks/{kind}/{block}.changed.json, an input of its job
+# newer than its manifest, so the job reruns and remakes the file, then what follows.
+CHANGED_BLOCKS = mark_changed_blocks(manifests("cubes") + manifests("images"))
+for _manifest, _files in CHANGED_BLOCKS.items():
+    logger.warning(
+        f"{_manifest}: {len(_files)} file(s) no longer as listed, its job reruns: "
+        + "; ".join(f"{path}: {what}" for path, what in list(_files.items())[:3])
+    )
+
+
+def changed_block(kind):
+    """Input function: the block's changed.json where one was written (else nothing)."""
+
+    def marker(wildcards):
+        path = changed_marker(f"results/blocks/{kind}/{wildcards.block}.json")
+        return [str(path)] if path.exists() else []
+
+    return marker
 
 
 def stage_config(stage, kind=None):

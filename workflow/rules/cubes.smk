@@ -10,6 +10,7 @@ rule cubes:
     input:
         models=block_model_files,
         sphere="results/sphere.json",
+        changed=changed_block("cubes"),
     output:
         manifest="results/blocks/cubes/{block}.json",
     log:

@@ -10,6 +10,7 @@ rule images:
     input:
         cubes="results/blocks/cubes/{block}.json",
         datafile=LINE_DATAFILE,
+        changed=changed_block("images"),
     output:
         manifest="results/blocks/images/{block}.json",
     log:

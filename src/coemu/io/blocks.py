@@ -10,11 +10,20 @@ Manifest (JSON): ``{"block": name, "n_models": N, "models": {model: {kind:
 {"path", "fingerprint", "size", "mtime_ns"}}}}``; the kinds are ``cube`` in a
 cube manifest and ``cube``, ``image``, ``faceon`` in an image manifest. Paths
 are as the rule gave them (relative to the directory Snakemake runs in).
+
+A per-model file deleted or rewritten after its manifest was written (a scratch
+purge, a file removed by hand) is found when the workflow starts:
+:func:`mark_changed_blocks` compares every manifest's files with the size and
+time it recorded and writes ``{block}.changed.json`` beside the manifest of each
+block that no longer matches. The rules make that file an input of the block's
+job: it is newer than the manifest, so Snakemake reruns the job, which remakes
+what is missing or changed and what depends on it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,3 +154,70 @@ def model_files(
             )
         out[model] = {k: files[model][k] for k in kinds}
     return out
+
+
+def changed_files(manifest: str | Path, identities: dict[str, tuple[int, int] | None] | None = None) -> dict:
+    """The files ``manifest`` lists whose size or modification time is no longer the one it
+    recorded: path -> ``"missing"`` or ``"size A -> B bytes"`` or ``"modified"``.
+
+    Args:
+        identities: a cache path -> (size, mtime_ns), None for a missing file, shared by calls
+            (the cube files are listed in both kinds of manifest).
+
+    Raises:
+        CoemuInputError: the manifest is not a block manifest.
+    """
+    identities = {} if identities is None else identities
+    doc = read_json(manifest)
+    try:
+        entries = [entry for kinds in doc["models"].values() for entry in kinds.values()]
+        recorded = {str(e["path"]): (int(e["size"]), int(e["mtime_ns"])) for e in entries}
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise CoemuInputError(manifest, "models", f"not a block manifest ({err!r})") from None
+    changed = {}
+    for path, (size, mtime_ns) in recorded.items():
+        if path not in identities:
+            try:
+                st = os.stat(path)
+                identities[path] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                identities[path] = None
+        now = identities[path]
+        if now is None:
+            changed[path] = "missing"
+        elif now[0] != size:
+            changed[path] = f"size {size} -> {now[0]} bytes"
+        elif now[1] != mtime_ns:
+            changed[path] = "modified"
+    return changed
+
+
+def changed_marker(manifest: str | Path) -> Path:
+    """``{block}.changed.json`` beside the block's manifest ``{block}.json``."""
+    manifest = Path(manifest)
+    return manifest.with_name(f"{manifest.stem}.changed.json")
+
+
+def mark_changed_blocks(manifests: Iterable[str | Path]) -> dict[str, dict[str, str]]:
+    """For each existing manifest of ``manifests`` whose files changed (:func:`changed_files`),
+    write :func:`changed_marker` (the block, its manifest and what changed) anew.
+
+    Returns:
+        manifest path -> its changed files, for the blocks marked.
+    """
+    from coemu.io.atomic import write_json_atomic
+
+    identities: dict[str, tuple[int, int] | None] = {}
+    marked = {}
+    for manifest in map(Path, manifests):
+        if not manifest.is_file():
+            continue
+        try:
+            changed = changed_files(manifest, identities)
+        except CoemuInputError as err:  # its job rewrites it
+            changed = {str(manifest): f"not a readable block manifest ({err.problem})"}
+        if changed:
+            doc = {"block": manifest.stem, "manifest": str(manifest), "changed": changed}
+            write_json_atomic(doc, changed_marker(manifest))
+            marked[str(manifest)] = changed
+    return marked

@@ -25,3 +25,23 @@ class CoemuInputError(ValueError):
     def __reduce__(self):
         # pickled across processes (Dask workers): rebuild from the parts, not the message
         return (type(self), (self.path, self.variable, self.problem, self.kind))
+
+
+class CoemuWriteError(CoemuInputError):
+    """An output could not be written, with the cause in words.
+
+    ``cause`` is one of ``no space left on device``, ``disk quota exceeded``,
+    ``permission denied``, ``read-only file system``; ``detail`` gives the evidence,
+    e.g. ``out.nc: cannot write: no space left on device (0 bytes free in /scratch;
+    the writer said RuntimeError: NetCDF: HDF error)``. A subclass of
+    :class:`CoemuInputError`, so that the CLI reports it as ``error: ...`` with exit status 2.
+    """
+
+    def __init__(self, path: str | Path, cause: str, detail: str = ""):
+        self.cause = cause
+        self.detail = detail
+        problem = f"cannot write: {cause}" + (f" ({detail})" if detail else "")
+        super().__init__(path, None, problem, kind="output")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.cause, self.detail))
