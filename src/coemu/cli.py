@@ -59,6 +59,8 @@ def cmd_cubes(args: argparse.Namespace, config: dict) -> None:
     from coemu.geometry.cube_files import CubeSettings, make_cube_file
     from coemu.geometry.sphere import read_sphere_radius
 
+    if args.output is None:
+        raise CoemuInputError(None, None, "give the cube file to write: OUTPUT or --output")
     _one_source(args.synthetic, args.input, "a model file")
     radius = read_sphere_radius(args.sphere)
     make_cube_file(
@@ -265,8 +267,15 @@ def _add_check_run(sub) -> None:
     p.set_defaults(func=cmd_check_run, plain=True)
 
 
-def _command(sub, name: str, func, help: str, sections=(), top=()) -> argparse.ArgumentParser:
-    """A subcommand with ``--config`` and the generated options of ``sections`` (and top-level ``top``)."""
+def _command(
+    sub, name: str, func, help: str, sections=(), top=(), writes=(), reads=(), folder=()
+) -> argparse.ArgumentParser:
+    """A subcommand with ``--config`` and the generated options of ``sections`` (and top-level ``top``).
+
+    ``writes`` and ``reads`` name the arguments that are its output and input files (or a
+    function of the arguments giving more files); ``folder``: the glob patterns of the files
+    it writes in the folder ``--out``. No output may be an input (:func:`_refuse_overwrites`).
+    """
     p = sub.add_parser(name, help=help, description=func.__doc__)
     settings.add_config_option(p)
     if top:
@@ -274,8 +283,55 @@ def _command(sub, name: str, func, help: str, sections=(), top=()) -> argparse.A
     for entry in sections:
         section, only = entry if isinstance(entry, tuple) else (entry, None)
         settings.add_options(p, section, only=only)
-    p.set_defaults(func=func)
+    p.set_defaults(func=func, writes=writes, reads=reads, folder=folder)
     return p
+
+
+def _paths(args: argparse.Namespace, names) -> list:
+    """The files that ``names`` (argument names, or functions of ``args``) give."""
+    paths = []
+    for name in names:
+        value = name(args) if callable(name) else getattr(args, name, None)
+        paths += list(value) if isinstance(value, (list, tuple)) else [value]
+    return [path for path in paths if path is not None]
+
+
+def _config_file(args: argparse.Namespace) -> list[Path]:
+    """``--config`` when it names a file (not JSON text)."""
+    try:
+        return [Path(args.config)] if args.config and Path(args.config).is_file() else []
+    except OSError:  # JSON text too long for a file name
+        return []
+
+
+def _refuse_overwrites(args: argparse.Namespace, config: dict) -> None:
+    """Refuse an output that is one of the command's inputs, before anything is read."""
+    from coemu.io.overwrite import refuse_overwriting_inputs
+
+    reads = _paths(args, args.reads) + _config_file(args)
+    datafile = config.get("images", {}).get("datafile")
+    reads += [Path(datafile)] if datafile else []
+    folders = {args.out: args.folder} if args.folder else None
+    refuse_overwriting_inputs(_paths(args, args.writes), reads, folders)
+
+
+def _moment_maps(args: argparse.Namespace) -> list[Path]:
+    """What ``coemu observe --moments`` writes beside OUTPUT."""
+    return [args.output.with_suffix(f".mom{k}.fits") for k in range(3)] if args.moments else []
+
+
+def _named_or_positional(args: argparse.Namespace, names) -> None:
+    """``--NAME`` (dest NAME_option) or the positional NAME, not both."""
+    for name in names:
+        named = getattr(args, f"{name}_option")
+        if named is not None:
+            if getattr(args, name) is not None:
+                raise CoemuInputError(None, None, f"give {name.upper()} or --{name}, not both")
+            setattr(args, name, named)
+
+
+#: The inputs of the commands that take a trained emulator's data (:func:`_add_trained_inputs`).
+TRAINED_INPUTS = ("split", "stats", "manifests")
 
 
 def _add_trained_inputs(p: argparse.ArgumentParser) -> None:
@@ -292,7 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     synthetic = ("models", ("n_base", "levels", "finest_spacing"))
 
-    p = _command(sub, "hydro", cmd_hydro, "write a synthetic hydro model as netCDF", [synthetic], ["seed"])
+    p = _command(
+        sub,
+        "hydro",
+        cmd_hydro,
+        "write a synthetic hydro model as netCDF",
+        [synthetic],
+        ["seed"],
+        writes=("output",),
+    )
     p.add_argument("output", type=Path)
     p.add_argument("--index", type=int, required=True, help="model number")
     p.add_argument(
@@ -310,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
         "global sphere radius over all models (fan-in)",
         [("models", ("source", "count", "directory"))],
         ["seed"],
+        writes=("output",),
     )
     p.add_argument("output", type=Path, help="sphere.json")
 
@@ -320,14 +385,29 @@ def build_parser() -> argparse.ArgumentParser:
         "trim, rotate and regrid one model into its cube file",
         [synthetic, "cubes"],
         ["seed"],
+        writes=("output",),
+        reads=("input", "sphere"),
     )
-    p.add_argument("output", type=Path, help="cube netCDF file")
+    p.usage = "coemu cubes [options] OUTPUT [INPUT]  |  coemu cubes [options] --output OUTPUT [--input INPUT]"
+    p.add_argument("output", type=Path, nargs="?", help="the cube netCDF file to WRITE (first)")
     p.add_argument(
         "input",
         type=Path,
         nargs="?",
-        help="model file (*.nc point cloud or Magritte *.h5/*.hdf5); not with --synthetic",
+        help="the model file to READ (second; *.nc point cloud or Magritte *.h5/*.hdf5);"
+        " not with --synthetic",
     )
+    p.add_argument(
+        "--output",
+        dest="output_option",
+        metavar="OUTPUT",
+        type=Path,
+        help="the cube file to write (or OUTPUT)",
+    )
+    p.add_argument(
+        "--input", dest="input_option", metavar="INPUT", type=Path, help="the model file to read (or INPUT)"
+    )
+    p.set_defaults(named=("output", "input"))
     p.add_argument("--model", help="model id (synthetic: m + index, e.g. m00042)")
     p.add_argument("--synthetic", action="store_true", help="generate synthetic model --model")
     p.add_argument("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
@@ -340,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cube files of a block of models (skips those up to date)",
         [synthetic, "cubes"],
         ["seed"],
+        writes=("outputs", "manifest"),
+        reads=("inputs", "sphere"),
     )
     p.add_argument("--models", nargs="+", required=True, help="model ids")
     p.add_argument("--outputs", type=Path, nargs="+", required=True, help="cube files, one per model")
@@ -349,22 +431,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, required=True, help="block manifest (JSON) written last")
     p.add_argument("--progress", action="store_true", help="tqdm bar over models")
 
-    p = _command(sub, "render", cmd_render, "LTE line images of every rotation of a cube file", ["images"])
+    p = _command(
+        sub,
+        "render",
+        cmd_render,
+        "LTE line images of every rotation of a cube file",
+        ["images"],
+        writes=("output", "faceon"),
+        reads=("cube",),
+    )
     p.add_argument("cube", type=Path, help="cube netCDF file")
     p.add_argument("output", type=Path, help="image netCDF file")
     p.add_argument("--faceon", type=Path, help="also write rotation 0 at the line centre here")
 
-    p = _command(sub, "render-many", cmd_render_many, "render several cube files in one process", ["images"])
+    p = _command(
+        sub,
+        "render-many",
+        cmd_render_many,
+        "render several cube files in one process",
+        ["images"],
+        writes=("images", "faceon", "manifest"),
+        reads=("cubes",),
+    )
     p.add_argument("--cubes", type=Path, nargs="+", required=True, help="cube netCDF files")
     p.add_argument("--images", type=Path, nargs="+", required=True, help="image files, one per cube")
     p.add_argument("--faceon", type=Path, nargs="+", help="face-on image files, one per cube")
     p.add_argument("--manifest", type=Path, help="block manifest (JSON) written last")
 
-    p = _command(sub, "split", cmd_split, "train/validation/test split by model", ["split"])
+    p = _command(
+        sub,
+        "split",
+        cmd_split,
+        "train/validation/test split by model",
+        ["split"],
+        writes=("output",),
+        reads=("sphere",),
+    )
     p.add_argument("sphere", type=Path, help="sphere.json (its models are split)")
     p.add_argument("output", type=Path, help="split.json")
 
-    p = _command(sub, "stats", cmd_stats, "global statistics on a Dask cluster", ["dask", "preprocessing"])
+    p = _command(
+        sub,
+        "stats",
+        cmd_stats,
+        "global statistics on a Dask cluster",
+        ["dask", "preprocessing"],
+        writes=("output",),
+        reads=("split", "manifests"),
+    )
     p.add_argument("split", type=Path, help="split.json")
     p.add_argument("output", type=Path, help="global.json")
     p.add_argument(
@@ -373,7 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="train", help="split whose models are reduced (default train)")
 
     p = _command(
-        sub, "train", cmd_train, "pretrain or fine-tune an emulator (DDP under torchrun)", ["training"]
+        sub,
+        "train",
+        cmd_train,
+        "pretrain or fine-tune an emulator (DDP under torchrun)",
+        ["training"],
+        reads=TRAINED_INPUTS + ("init",),
+        folder=("model.pt", "history.csv", "checkpoints/*.pt"),
     )
     p.add_argument("--stage", choices=settings.TRAINING_STAGES, required=True)
     p.add_argument("--kind", help="emulator kind (default: the first of training.model.kind)")
@@ -389,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
         "MaxRel, ZNCC, SSIM and figures on the test models",
         ["evaluation", ("models", ("source",))],  # images (the solver's settings): from --config
         ["seed"],
+        reads=TRAINED_INPUTS + ("model", "history"),
+        folder=("metrics.json", "table.md", "samples.nc", "*.png"),
     )
     p.add_argument("--stage", choices=settings.TRAINING_STAGES, required=True)
     p.add_argument("--model", type=Path, required=True, help="model.pt from coemu train")
@@ -396,11 +518,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, samples.nc, figures")
     p.add_argument("--history", type=Path, help="the run's history.csv (loss.png)")
 
-    p = _command(sub, "compare", cmd_compare, "one table of several evaluations (emulator kinds)")
+    p = _command(
+        sub,
+        "compare",
+        cmd_compare,
+        "one table of several evaluations (emulator kinds)",
+        writes=("out",),
+        reads=("metrics",),
+    )
     p.add_argument("metrics", type=Path, nargs="+", help="metrics.json files")
     p.add_argument("--out", type=Path, required=True, help="markdown table to write")
 
-    p = _command(sub, "predict", cmd_predict, "images of a cube file by a trained emulator")
+    p = _command(
+        sub,
+        "predict",
+        cmd_predict,
+        "images of a cube file by a trained emulator",
+        writes=("output",),
+        reads=("model", "cube"),
+    )
     p.add_argument("model", type=Path, help="model.pt from coemu train")
     p.add_argument("cube", type=Path, help="cube netCDF file (the cube contract, the emulator's grid)")
     p.add_argument("output", type=Path, help="image netCDF file to write")
@@ -414,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a FITS cube of a model from any direction, at a distance, with a beam",
         [synthetic, "cubes", "images", "observations"],
         ["seed"],
+        writes=("output", _moment_maps),
+        reads=("input", "sphere", "emulator"),
     )
     p.add_argument("output", type=Path, help="FITS file to write")
     p.add_argument("--model", help="synthetic model id (m00003), with the config's seed and layout")
@@ -433,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_export_observations,
         "the test models' images as FITS cubes and moment-0 maps",
         ["observations"],
+        reads=("split", "manifests"),
+        folder=("manifest.json", "*.png", "*/r*.fits"),
     )
     p.add_argument("--split", type=Path, required=True, help="split.json")
     p.add_argument(
@@ -447,6 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fit model families to an observation: posterior, evidence, Bayes factor",
         ["fit", ("images", ("molecule", "transition", "datafile", "v_turbulence", "background"))],
         ["seed"],
+        reads=("observation", "emulator"),
+        folder=("summary.json", "summary.md", "summary.tsv", "*.posterior.nc", "*.png"),
     )
     p.add_argument(
         "observation", type=Path, help="a FITS cube (coemu observe, the export) or an image netCDF"
@@ -459,7 +601,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--v-sys", type=float, help="systemic velocity, km/s (default: the header's VSYS, else 0)")
     p.add_argument("--rotation", type=int, default=0, help="rotation of an image netCDF")
 
-    p = _command(sub, "timing", cmd_timing, "ms per image: solver, emulator, pomme", ["timing"])
+    p = _command(
+        sub,
+        "timing",
+        cmd_timing,
+        "ms per image: solver, emulator, pomme",
+        ["timing"],
+        reads=TRAINED_INPUTS + ("models",),
+        folder=("timing.csv", "timing.md"),
+    )
     p.add_argument(
         "--models", type=Path, nargs="+", required=True, help="model.pt files (pretrain, finetune)"
     )
@@ -489,7 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "plain", False):  # no config sections: the command reads its own
             return args.func(args)
-        args.func(args, settings.from_args(args))
+        _named_or_positional(args, getattr(args, "named", ()))
+        config = settings.from_args(args)
+        _refuse_overwrites(args, config)  # before anything is read
+        args.func(args, config)
     except CoemuInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
