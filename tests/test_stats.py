@@ -34,6 +34,7 @@ def write_pair(folder, name, rng, zeros=0.0):
             "velocity_z": (("rotation", "x", "y", "z"), rng.normal(50.0, 4e3, SHAPE).astype(np.float32)),
         }
     )
+    cube.attrs = {"model": name, "cell_size": 2.0e11, "sphere_radius": 1.6e13}  # as the contract has
     intensity = 10 ** rng.uniform(-19, -13, (SHAPE[0], 3, SHAPE[1], SHAPE[2]))
     intensity[rng.random(intensity.shape) < 0.2] = 0.0  # ties at zero, below the floor
     image = xr.Dataset({"intensity": (("rotation", "frequency", "x", "y"), intensity.astype(np.float32))})

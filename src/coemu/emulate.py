@@ -39,7 +39,8 @@ def predict_file(
         the image dataset written.
 
     Raises:
-        CoemuInputError: an unusable model file, or a cube whose grid or cell size is not the
+        CoemuInputError: an unusable model file, a cube that breaks the cube contract
+            (:func:`coemu.rt.render.read_cube`), or one whose grid or cell size is not the
             emulator's (naming the file and the variable).
     """
     from coemu.io.atomic import write_netcdf_atomic
@@ -54,12 +55,11 @@ def predict_file(
     data = emulator.data
     if data is None:
         raise CoemuInputError(model_path, "data", "no data description (a model file from an older coemu)")
-    cube, dx = read_cube(cube_path)
+    cube, dx = read_cube(cube_path)  # the cube contract: G^3 cells of cell_size, evenly spaced
     g = data.grid
-    for name in ("temperature", "number_density_co", "velocity_z"):
-        shape = tuple(cube[name].shape[1:])
-        if shape != (g, g, g):
-            raise CoemuInputError(cube_path, name, f"{shape} cells; the emulator takes {g}^3 cubes")
+    shape = tuple(cube["temperature"].shape[1:])  # every field's (the contract's dims)
+    if shape != (g, g, g):
+        raise CoemuInputError(cube_path, "temperature", f"{shape} cells; the emulator takes {g}^3 cubes")
     if abs(dx - data.cell_size) > CELL_SIZE_RTOL * data.cell_size:
         raise CoemuInputError(
             cube_path,

@@ -195,6 +195,39 @@ def check(
                 fail(f"fit.free.{family}", err.problem)
     if training and cubes and cubes["grid"] % 8 and "coemunet" in emulator_kinds(training):
         fail("cubes.grid", f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)")
+    for key, path, folder in named_paths(config):
+        if problem := _path_problem(path, folder):
+            fail(key, problem)
+
+
+def named_paths(config: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """(key, path, is a folder) of every setting of a completed config that names a file or
+    folder to read: ``models.directory`` (source directory), ``images.datafile`` (the LAMDA
+    file; null = the shipped one) and the PEM files of ``dask.security``."""
+    named = []
+    models = config.get("models")
+    if models and models["source"] == "directory":
+        named.append(("models.directory", models.get("directory"), True))
+    if images := config.get("images"):
+        named.append(("images.datafile", images.get("datafile"), False))
+    security = (config.get("dask") or {}).get("security")
+    if isinstance(security, Mapping):
+        named += [(f"dask.security.{key}", security.get(key), False) for key in ("ca_file", "cert", "key")]
+    return [(key, str(path), folder) for key, path, folder in named if path is not None]
+
+
+def _path_problem(path: str, folder: bool) -> str | None:
+    """Why ``path`` (relative: to the working directory, Snakemake's workdir) cannot be read
+    as a folder or a file; None when it can."""
+    p = Path(path)
+    where = "" if p.is_absolute() else f" (relative to {Path.cwd()})"
+    if not p.exists():
+        return f"no such {'folder' if folder else 'file'}: {path}{where}"
+    if folder and not p.is_dir():
+        return f"not a folder: {path}{where}"
+    if not folder and p.is_dir():
+        return f"a folder, not a file: {path}{where}"
+    return None
 
 
 def emulator_kinds(training: Mapping[str, Any]) -> list[str]:

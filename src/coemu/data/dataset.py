@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from coemu.data.transform import Preprocessing
+from coemu.geometry.cube_contract import check_cube
 from coemu.io.errors import CoemuInputError
 
 CUBE_VARIABLES = ("temperature", "number_density_co", "velocity_z")
@@ -50,7 +51,8 @@ class EmulatorDataset(Dataset):
         physical_inputs: x in physical units, unpreprocessed (see above).
 
     Raises:
-        CoemuInputError: a model without the files the stage needs.
+        CoemuInputError: a model without the files the stage needs, or whose cube breaks the
+            cube contract (:func:`coemu.geometry.cube_contract.check_cube`, on construction).
     """
 
     def __init__(
@@ -72,7 +74,7 @@ class EmulatorDataset(Dataset):
         self.files = model_files(files, self.models, ("cube", self.target_kind), source)
         self._handles: OrderedDict[str, object] = OrderedDict()
         self._pid = os.getpid()
-        rotations = [1 if stage == "pretrain" else self._rotations(m) for m in self.models]
+        rotations = [self._check(m) for m in self.models]
         self.close()
         self.index = [(m, r) for m, n in zip(self.models, rotations, strict=True) for r in range(n)]
 
@@ -104,6 +106,13 @@ class EmulatorDataset(Dataset):
                 raise CoemuInputError(path, None, f"cannot be opened ({err})") from None
             self._handles[key].set_auto_mask(False)
         return self._handles[key]
+
+    def _check(self, model: str) -> int:
+        """Check the model's cube against the cube contract (its header only); return its samples:
+        1 for pretraining, else its rotations (as many as its image has)."""
+        path = self._cube_path(model)
+        check_cube(self._open(path), path)
+        return 1 if self.stage == "pretrain" else self._rotations(model)
 
     def _rotations(self, model: str) -> int:
         cube = self._open(self._cube_path(model))

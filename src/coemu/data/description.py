@@ -84,6 +84,7 @@ def describe(
     """
     import xarray as xr
 
+    from coemu.geometry.cube_contract import check_cube
     from coemu.rt.lamda import load_line
     from coemu.rt.solver import background_intensity
 
@@ -92,9 +93,8 @@ def describe(
         velocities = [float(v) for v in image["velocity"].values]
         frequencies = np.asarray(image["frequency"].values, dtype=np.float64)
     with xr.open_dataset(cube_file) as cube:
+        check_cube(cube, cube_file)
         grid = int(cube.sizes["z"])
-        if "cell_size" not in cube.attrs:
-            raise CoemuInputError(cube_file, "cell_size", "missing attribute (the cube contract has it)")
         cell_size = float(cube.attrs["cell_size"])
     try:
         molecule, transition = str(attrs["setting_molecule"]), int(attrs["transition_index"])

@@ -38,11 +38,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 
 from coemu.devicecheck.report import Report
 from coemu.devicecheck.sizes import Sizes
+from coemu.training import checkpoint
 
 SECTION = "pipeline"
 DDP = "ddp"
@@ -235,7 +235,7 @@ def _launcher(world: int) -> tuple:
 
 
 def _weights(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+    return checkpoint.load(path, "model file")["model"]
 
 
 def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes) -> Path | None:
@@ -265,7 +265,7 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    saved = torch.load(last, map_location="cpu", weights_only=True) if last.exists() else {}
+    saved = checkpoint.load(last) if last.exists() else {}
     killed = last.exists() and not (out / "model.pt").exists()
     report.check(
         DDP,
@@ -308,7 +308,7 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
         diff / scale,
         f"<= {limit:g} of the largest weight",
     )
-    model = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    model = checkpoint.load(out / "model.pt", "model file")
     report.check(
         DDP,
         "model.pt records the world size",

@@ -41,6 +41,7 @@ import xarray as xr
 
 from coemu.data.transform import Preprocessing
 from coemu.evaluation.evaluate import load_emulator
+from coemu.geometry.cube_contract import check_cube
 from coemu.io.atomic import atomic_output
 from coemu.io.blocks import model_files, read_manifests
 from coemu.io.errors import CoemuInputError
@@ -150,7 +151,7 @@ def run_timing(
         arrays = {
             k: ds[k].values.astype(np.float32) for k in ("temperature", "number_density_co", "velocity_z")
         }
-        dx = float(ds.attrs["cell_size"])
+        dx = check_cube(ds, cube_path)  # the cube contract, as every reader of a cube checks it
     n_cubes = arrays["temperature"].shape[0]
     data = next(iter(loaded.values())).data
     line = load_line(data.molecule, data.transition, data.datafile or None)

@@ -12,13 +12,13 @@ so :meth:`Emulator.load` needs nothing but the file, and
     >>> image = emulator.predict(temperature, density, velocity_z)  # (..., G, G, G) -> (..., F, G, G)
 
 Model files hold only tensors and plain data and are read with
-``torch.load(weights_only=True)``: loading one runs no code from it.
+``torch.load(weights_only=True)`` (:func:`coemu.training.checkpoint.load`): loading one
+runs no code from it.
 """
 
 from __future__ import annotations
 
 import inspect
-import pickle
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -215,15 +215,15 @@ class Emulator(nn.Module):
         ``Emulator.from_checkpoint`` loads any kind; ``COEmuNet.from_checkpoint`` only a COEmuNet.
 
         Raises:
-            CoemuInputError: the file is not a coemu model file, or of an unknown or other kind.
+            CoemuInputError: the file is not a coemu model file (:func:`coemu.training.checkpoint.load`:
+                missing, empty, not a torch archive, without a model's keys, or refused as one
+                that could run code; the message says how to remake it), or of an unknown or
+                other kind.
         """
         from coemu.training import checkpoint
 
-        try:
-            saved = checkpoint.load(path)
-            kind, kwargs, state = saved["kind"], saved["kwargs"], saved["model"]
-        except (OSError, KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError) as err:
-            raise CoemuInputError(path, None, f"not a coemu model file ({err!r})") from None
+        saved = checkpoint.load(path, "model file")
+        kind, kwargs, state = saved["kind"], saved["kwargs"], saved["model"]
         if kind not in _KINDS:
             raise CoemuInputError(
                 path, "kind", f"unknown emulator kind '{kind}' (known: {', '.join(_KINDS)})"

@@ -77,9 +77,11 @@ def observe_model(
         moments: also write ``OUTPUT`` with ``.mom0.fits``, ``.mom1.fits``, ``.mom2.fits``.
 
     Raises:
-        CoemuInputError: a bad setting (naming it) before anything is rendered or written.
+        CoemuInputError: a bad setting (naming it) before anything is rendered or written, or
+            a cube that breaks the cube contract (:func:`coemu.geometry.cube_contract.check_cube`).
     """
     from coemu.geometry.cube import make_cubes
+    from coemu.geometry.cube_contract import check_cube
     from coemu.geometry.sphere import Extent, read_sphere_radius
     from coemu.hydro.sources import model_for
     from coemu.rt.lamda import load_line
@@ -109,6 +111,7 @@ def observe_model(
         method=cubes["method"],
         matrices=matrix[None],
     )
+    check_cube(cube, model.source or model.name, coordinates=True)  # what every cube reader checks
     if emulator is not None:
         intensity, who = (
             _emulate(emulator, cube, cell_size, offsets, device),

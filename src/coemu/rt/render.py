@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from coemu.geometry.cube_contract import check_cube
 from coemu.io.errors import CoemuInputError
 from coemu.io.validation import check_values
 from coemu.rt.lamda import Line, load_line
@@ -27,8 +28,6 @@ from coemu.rt.solver import background_intensity, line_images, resolve_device
 from coemu.rt.spectral import channel_frequencies, channel_velocities, frequency_to_velocity
 
 log = logging.getLogger(__name__)
-
-CUBE_DIMS = ("rotation", "x", "y", "z")
 
 
 @dataclass(frozen=True)
@@ -78,37 +77,40 @@ def faceon_settings(settings: RenderSettings) -> RenderSettings:
 def read_cube(path: str | Path) -> tuple[xr.Dataset, float]:
     """Open and check a cube file; return it (loaded) and its cell size in m.
 
+    The geometry is checked from the header before the fields are loaded
+    (:func:`coemu.geometry.cube_contract.check_cube`, coordinates required: the images copy
+    them); the cell size is the spacing of the ``z`` coordinate, equal to ``cell_size``.
+
     Raises:
-        CoemuInputError: unreadable file, missing variable, wrong dimensions,
-            NaN/inf, non-positive temperature or negative density.
+        CoemuInputError: unreadable file, missing variable, wrong dimensions, a cube that breaks
+            the contract's geometry (unequal sides, uneven coordinates, inconsistent
+            ``cell_size``), NaN/inf, non-positive temperature or negative density.
     """
     path = Path(path)
     if not path.exists():
         raise CoemuInputError(path, None, "file not found")
+    unreadable = (OSError, ValueError, RuntimeError)
     try:
-        ds = xr.open_dataset(path).load()
-    except (OSError, ValueError, RuntimeError) as err:
+        lazy = xr.open_dataset(path)
+    except unreadable as err:
         raise CoemuInputError(path, None, f"corrupt or truncated netCDF file ({err})") from None
+    with lazy:
+        dx = check_cube(lazy, path, coordinates=True)
+        try:
+            ds = lazy.load()
+        except unreadable as err:
+            raise CoemuInputError(path, None, f"corrupt or truncated netCDF file ({err})") from None
     for name, kw in (
         ("temperature", {"positive": True, "what": "temperatures"}),
         ("number_density_co", {"nonnegative": True, "what": "densities"}),
         ("velocity_z", {}),
     ):
-        if name not in ds:
-            raise CoemuInputError(path, name, "missing variable")
-        if ds[name].dims != CUBE_DIMS:
-            raise CoemuInputError(path, name, f"wrong dimensions {ds[name].dims}, expected {CUBE_DIMS}")
         check_values(path, name, ds[name].values, **kw)
     try:
         check_temperature_range(ds["temperature"].values)
     except ValueError as err:
         raise CoemuInputError(path, "temperature", str(err)) from None
-    if "z" not in ds.coords or ds.sizes["z"] < 2:
-        raise CoemuInputError(path, "z", "missing coordinate or fewer than 2 cells along z")
-    dz = np.diff(ds["z"].values)
-    if not np.allclose(dz, dz[0], rtol=1e-6) or dz[0] <= 0:
-        raise CoemuInputError(path, "z", "cell centres not uniformly increasing")
-    return ds, float(dz[0])
+    return ds, dx
 
 
 def render_cube(

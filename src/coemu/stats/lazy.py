@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coemu.geometry.cube_contract import check_cube
 from coemu.io.errors import CoemuInputError
 from coemu.io.validation import check_values
 
@@ -30,6 +31,8 @@ def read_header(path: str, variables: Sequence[str]) -> dict[str, tuple[int, ...
             missing = [v for v in variables if v not in ds.variables]
             if missing:
                 raise CoemuInputError(path, missing[0], "missing")
+            if "temperature" in variables:  # a cube file: the contract every reader of a cube checks
+                check_cube(ds, path)
             return {v: tuple(ds[v].shape) for v in variables}
     except CoemuInputError:
         raise

@@ -7,8 +7,11 @@ the settings; a checkpoint whose fingerprint differs (the config changed) is
 not resumed from.
 
 Every file holds tensors and plain data only (numbers, strings, lists,
-tuples, dicts) and is read with ``torch.load(weights_only=True)``: a file
-that needs any other object (a pickle that would run code) is refused.
+tuples, dicts) and is read by :func:`load` with ``torch.load(weights_only=True)``:
+a file that needs any other object (a pickle that would run code) is refused,
+and so is anything else that is not such a file (missing, empty, not a torch
+archive, a torch archive of something else), with one error naming the file and,
+for a model file, how to remake it (:func:`remake_hint`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import random
+import shlex
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +30,16 @@ import numpy as np
 import torch
 
 from coemu.io.atomic import atomic_output
+from coemu.io.errors import CoemuInputError
 
 log = logging.getLogger(__name__)
+
+#: The keys each kind of file holds at least: a model file (model.pt, written at the end of
+#: training) and a checkpoint (checkpoints/last.pt or best.pt).
+REQUIRED_KEYS = {"model file": ("kind", "kwargs", "model"), "checkpoint": ("model",)}
+_KEY_TYPES = {"kind": str, "kwargs": dict, "model": dict}  # "model": the state dict
+#: The last two parts of the pipeline's model files' paths (a training stage's folder).
+_MODEL_FILES = {("pretrain", "model.pt"), ("finetune", "model.pt")}
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -62,24 +76,114 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    """A checkpoint or model file, unpickling tensors and plain data only.
+def load(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
+    """A checkpoint or model file (``what``: a key of :data:`REQUIRED_KEYS`), unpickling
+    tensors and plain data only: the one way coemu reads them.
 
     Raises:
-        CoemuInputError: naming ``path`` when the file needs anything else
-            (such a file could run code when loaded) or is not a torch file.
+        CoemuInputError: naming ``path``, "not a coemu model file (why)" (or "checkpoint")
+            when it is missing, empty, not a torch archive or one without the keys of
+            ``what``; "refused" when it needs other objects (such a file could run code when
+            loaded). For a model file the message says how to remake it (:func:`remake_hint`);
+            it never suggests loading the file without ``weights_only``.
     """
-    import pickle
+    required = REQUIRED_KEYS[what]
+    try:
+        saved = _read_archive(path)
+    except _NotReadable as err:
+        raise _load_error(path, what, f"not a coemu {what} ({err})") from None
+    except pickle.UnpicklingError as err:
+        problem = f"refused: it holds more than tensors and plain data ({_unpickling_reason(err)})"
+        raise _load_error(path, what, f"{problem}: loading it could run code") from None
+    if missing := _missing_keys(saved, required):
+        raise _load_error(path, what, f"not a coemu {what} ({missing})")
+    return saved
 
-    from coemu.io.errors import CoemuInputError
 
+class _NotReadable(Exception):
+    """Why a file is not a torch archive (for :func:`load`'s message)."""
+
+
+def _read_archive(path: str | Path) -> Any:
+    """What the torch archive ``path`` holds (``weights_only``).
+
+    Raises:
+        _NotReadable: missing, not a regular file, empty, not a zip archive, or a damaged
+            or foreign zip archive.
+        pickle.UnpicklingError: it needs objects other than tensors and plain data.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise _NotReadable("no such file")
+    if not path.is_file():
+        raise _NotReadable("not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise _NotReadable("0 bytes")
+    # torch.save writes zip archives; anything else (text, a plain pickle, a truncated
+    # file that lost its zip directory) goes no further than this
+    if not zipfile.is_zipfile(path):
+        raise _NotReadable(f"not a torch archive, {size} bytes")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-        raise CoemuInputError(
-            path, None, f"refused: it holds more than tensors and plain data ({first})"
-        ) from None
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise _NotReadable(f"not a torch archive, a zip file torch cannot read: {first[:200]}") from None
+
+
+def _unpickling_reason(err: pickle.UnpicklingError) -> str:
+    """The line of torch's refusal that says what the file needs, without its advice
+    (to load the file with ``weights_only=False``, which would run its code)."""
+    advice = ("weights_only", "weights only", "torch.load", "please file an issue", "check the documentation")
+    lines = [line.strip() for line in str(err).splitlines()]
+    kept = [line for line in lines if line and not any(a in line.lower() for a in advice)]
+    reason = " ".join(kept).removeprefix("WeightsUnpickler error:").strip().rstrip(".")
+    return reason or "objects other than tensors and plain data"
+
+
+def _missing_keys(saved: Any, required: tuple[str, ...]) -> str:
+    """What ``saved`` lacks of a dict with the ``required`` keys ("" when nothing)."""
+    if not isinstance(saved, dict):
+        return f"a torch archive of a {type(saved).__name__}, not of a dict"
+    missing = [k for k in required if k not in saved]
+    if missing:
+        return f"a torch archive without {', '.join(repr(k) for k in missing)}"
+    for key in required:
+        if not isinstance(saved[key], _KEY_TYPES[key]):
+            return f"its {key!r} is a {type(saved[key]).__name__}, not a {_KEY_TYPES[key].__name__}"
+    return ""
+
+
+def _load_error(path: str | Path, what: str, problem: str) -> CoemuInputError:
+    """The error of a file :func:`load` cannot use; a model file's says how to remake it."""
+    if what == "model file":
+        problem = f"{problem}; {remake_hint(path)}"
+    return CoemuInputError(path, None, problem)
+
+
+def remake_hint(path: str | Path) -> str:
+    """How to remake the model file ``path``: ``coemu train`` writes model files; one at the
+    pipeline's place for them (``results/train/[KIND/]STAGE/model.pt``) is remade by forcing
+    that file, ``snakemake --forcerun results/train/.../model.pt`` (in the folder that holds
+    ``results/``): it reruns the training job that writes it and the jobs that read it.
+    """
+    target = pipeline_target(path)
+    if target is None:
+        return "remake it with `coemu train`"
+    root, name = target
+    where = "" if root == Path() else f"cd {shlex.quote(str(root))} && "
+    return f"remake it with `coemu train` (in the pipeline: `{where}snakemake --forcerun {name}`)"
+
+
+def pipeline_target(path: str | Path) -> tuple[Path, str] | None:
+    """(the pipeline's folder, the target relative to it) when ``path`` lies where the
+    pipeline writes its model files, ``results/train/[KIND/]STAGE/model.pt``; else None."""
+    parts = Path(path).parts
+    for n in (4, 5):  # results/train/STAGE/model.pt, results/train/KIND/STAGE/model.pt
+        tail = parts[-n:]
+        if len(tail) == n and tail[:2] == ("results", "train") and tail[-2:] in _MODEL_FILES:
+            return Path(*parts[:-n]), "/".join(tail)
+    return None
 
 
 def load_matching(model: torch.nn.Module, path: str | Path) -> list[str]:
@@ -88,7 +192,7 @@ def load_matching(model: torch.nn.Module, path: str | Path) -> list[str]:
     Returns:
         names of the model's tensors left as initialised (absent or of another shape in the file).
     """
-    saved = load(path)["model"]
+    saved = load(path, "model file")["model"]
     own = model.state_dict()
     matched = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matched, strict=False)

@@ -252,7 +252,7 @@ class Trainer:
             "train": train_models,
             "validation": val_models,
             "preprocessing": prep.to_dict(),
-            "init": None if init is None else checkpoint.load(init).get("digest", str(init)),
+            "init": None if init is None else checkpoint.load(init, "model file").get("digest", str(init)),
             "n_freq": n_freq,
             "grid": grid,
             "world_size": ctx.world_size,
