@@ -3,6 +3,7 @@ symbolic link or a hard link to it) is refused before anything is read, naming b
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -94,3 +95,21 @@ def test_cubes_takes_its_files_by_position_or_by_name_not_both(tmp_path, monkeyp
     text = capsys.readouterr().out
     assert "the cube netCDF file to WRITE (first)" in text and "the model file to READ (second" in text
     assert "--output OUTPUT" in text and "--input INPUT" in text
+
+
+def test_the_files_a_manifest_lists_are_inputs_too(tmp_path, monkeypatch, capsys):
+    """`coemu stats` reads the cube and image files its manifests list: none may be its output."""
+    monkeypatch.chdir(tmp_path)
+    Path("img.nc").write_bytes(b"an image\n")
+    entry = {"path": "img.nc", "fingerprint": None, "size": 9, "mtime_ns": 0}
+    Path("b.json").write_text(json.dumps({"block": "b", "n_models": 1, "models": {"m1": {"image": entry}}}))
+    err = refused(["stats", "s.json", "img.nc", "--manifests", "b.json"], capsys)
+    assert "img.nc: is an output and also an input" in err
+    assert Path("img.nc").read_bytes() == b"an image\n"
+
+
+def test_an_output_below_a_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("afile").write_text("x")
+    err = refused(["hydro", "afile/m.nc", "--index", "1", "--n-base", "8", "--levels", "2"], capsys)
+    assert "afile/m.nc: cannot write: a folder on its path is a file" in err

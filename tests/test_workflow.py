@@ -162,6 +162,11 @@ def test_check_run_names_missing_and_empty_outputs(tiny_copy):
     assert "missing or empty: results/blocks/images/b0003.json" in proc.stdout
     bad = check_run(tiny_copy, "--configfile", str(tiny_copy / "absent.yaml"))
     assert bad.returncode == 2 and "absent.yaml" in bad.stderr and "no such config file" in bad.stderr
+    # a relative path in the run's config is read from the run's folder, wherever check-run runs
+    shutil.copy(REPO / "src/coemu/rt/data/co.dat", tiny_copy / "co.dat")
+    (tiny_copy / "line.yaml").write_text("images: {datafile: co.dat}\n")
+    proc = check_run(tiny_copy, "--configfile", str(tiny_copy / "line.yaml"))
+    assert proc.returncode == 1 and "outputs: 51 of 54 expected present" in proc.stdout, proc.stderr
     nowhere = run_cli("check-run", tiny_copy / "nowhere", check=False)
     assert nowhere.returncode == 2 and "nowhere" in nowhere.stderr
     assert "no such results folder" in nowhere.stderr

@@ -296,6 +296,18 @@ def _paths(args: argparse.Namespace, names) -> list:
     return [path for path in paths if path is not None]
 
 
+def _manifest_files(args: argparse.Namespace) -> list[Path]:
+    """The per-model files that ``--manifests`` list (a command that takes them reads them);
+    a manifest that cannot be read lists none here (the command itself names it)."""
+    from coemu.io.blocks import read_manifests
+
+    try:
+        listed = read_manifests(args.manifests)
+    except CoemuInputError:
+        return []
+    return [path for kinds in listed.values() for path in kinds.values()]
+
+
 def _config_file(args: argparse.Namespace) -> list[Path]:
     """``--config`` when it names a file (not JSON text)."""
     try:
@@ -331,7 +343,7 @@ def _named_or_positional(args: argparse.Namespace, names) -> None:
 
 
 #: The inputs of the commands that take a trained emulator's data (:func:`_add_trained_inputs`).
-TRAINED_INPUTS = ("split", "stats", "manifests")
+TRAINED_INPUTS = ("split", "stats", "manifests", _manifest_files)
 
 
 def _add_trained_inputs(p: argparse.ArgumentParser) -> None:
@@ -477,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         "global statistics on a Dask cluster",
         ["dask", "preprocessing"],
         writes=("output",),
-        reads=("split", "manifests"),
+        reads=("split", "manifests", _manifest_files),
     )
     p.add_argument("split", type=Path, help="split.json")
     p.add_argument("output", type=Path, help="global.json")
@@ -571,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_export_observations,
         "the test models' images as FITS cubes and moment-0 maps",
         ["observations"],
-        reads=("split", "manifests"),
+        reads=("split", "manifests", _manifest_files),
         folder=("manifest.json", "*.png", "*/r*.fits"),
     )
     p.add_argument("--split", type=Path, required=True, help="split.json")

@@ -98,7 +98,7 @@ def read_run_config(run_dir: Path, configfiles: Sequence[Path] = ()) -> dict:
             raise CoemuInputError(source, None, "no such config file")
         update_config(config, yaml.safe_load(source.read_text()) or {})  # as Snakemake merges them
     completed = settings.complete(config, ", ".join(map(str, sources)))
-    settings.check(completed, ", ".join(map(str, sources)))
+    settings.check(completed, ", ".join(map(str, sources)), workdir=run_dir)  # paths as the run read them
     return completed
 
 
@@ -113,7 +113,7 @@ def expected_outputs(run_dir: Path, config: Mapping[str, Any]) -> list[str]:
     models_section = config["models"]
     models = model_ids(models_section) if models_section["source"] == "synthetic" else None
     if models is None:
-        models = list(list_model_files(models_section["directory"]))
+        models = list(list_model_files(run_dir / models_section["directory"]))  # relative: to the run
     paths = ["results/sphere.json", "results/split.json", "results/stats/global.json"]
     for block in model_blocks(models, models_section["per_job"]):
         paths += [f"results/blocks/{kind}/{block}.json" for kind in ("cubes", "images")]

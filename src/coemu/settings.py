@@ -121,6 +121,7 @@ def check(
     source: str | Path | None = None,
     sections: Iterable[str] | None = None,
     jobs: bool = True,
+    workdir: str | Path | None = None,
 ) -> None:
     """Cross-field checks the schema cannot express, on a completed config.
 
@@ -129,6 +130,8 @@ def check(
         jobs: also check how the workflow sizes the training jobs (GPUs for the device,
             the global batch sizes over the processes); ``coemu train`` run by hand
             checks its real number of processes instead.
+        workdir: the folder relative paths of the config are read from (default: the
+            working directory, Snakemake's workdir).
 
     Raises:
         CoemuInputError: naming ``source`` and the key at fault.
@@ -196,7 +199,7 @@ def check(
     if training and cubes and cubes["grid"] % 8 and "coemunet" in emulator_kinds(training):
         fail("cubes.grid", f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)")
     for key, path, folder in named_paths(config):
-        if problem := _path_problem(path, folder):
+        if problem := _path_problem(path, folder, Path.cwd() if workdir is None else Path(workdir)):
             fail(key, problem)
 
 
@@ -216,11 +219,10 @@ def named_paths(config: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
     return [(key, str(path), folder) for key, path, folder in named if path is not None]
 
 
-def _path_problem(path: str, folder: bool) -> str | None:
-    """Why ``path`` (relative: to the working directory, Snakemake's workdir) cannot be read
-    as a folder or a file; None when it can."""
-    p = Path(path)
-    where = "" if p.is_absolute() else f" (relative to {Path.cwd()})"
+def _path_problem(path: str, folder: bool, workdir: Path) -> str | None:
+    """Why ``path`` (relative: to ``workdir``) cannot be read as a folder or a file; None when it can."""
+    p = workdir / path  # an absolute path stays as it is
+    where = "" if Path(path).is_absolute() else f" (relative to {workdir})"
     if not p.exists():
         return f"no such {'folder' if folder else 'file'}: {path}{where}"
     if folder and not p.is_dir():

@@ -1,5 +1,6 @@
 # Config validation and the helpers the rules share (wiring only; logic is in coemu).
 import os
+from pathlib import Path
 
 from snakemake.logging import logger
 from snakemake.utils import min_version, validate
@@ -62,7 +63,14 @@ def manifests(kind):
 # A per-model file deleted or rewritten since its block's manifest was written (a scratch
 # purge): the block gets results/blocks/{kind}/{block}.changed.json, an input of its job
 # newer than its manifest, so the job reruns and remakes the file, then what follows.
-CHANGED_BLOCKS = mark_changed_blocks(manifests("cubes") + manifests("images"))
+# Checked by the snakemake you start only, and only while no other run holds the workflow's
+# lock: a cluster job's own snakemake, or a dry run beside a run, would see the block jobs
+# running half done.
+CHANGED_BLOCKS = (
+    mark_changed_blocks(manifests("cubes") + manifests("images"))
+    if workflow.is_main_process and not any(Path(".snakemake/locks").glob("*"))
+    else {}
+)
 for _manifest, _files in CHANGED_BLOCKS.items():
     logger.warning(
         f"{_manifest}: {len(_files)} file(s) no longer as listed, its job reruns: "

@@ -148,10 +148,10 @@ def run_timing(
     repeats, large_batch = settings["repeats"], settings["large_batch"]
     devices = ["cpu", "cuda"] if settings["device"] == "cuda" else ["cpu"]
     with xr.open_dataset(cube_path) as ds:
+        dx = check_cube(ds, cube_path)  # the cube contract, as every reader of a cube checks it
         arrays = {
             k: ds[k].values.astype(np.float32) for k in ("temperature", "number_density_co", "velocity_z")
         }
-        dx = check_cube(ds, cube_path)  # the cube contract, as every reader of a cube checks it
     n_cubes = arrays["temperature"].shape[0]
     data = next(iter(loaded.values())).data
     line = load_line(data.molecule, data.transition, data.datafile or None)

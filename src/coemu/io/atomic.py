@@ -37,6 +37,9 @@ WRITE_CAUSES = {
     errno.EACCES: PERMISSION,
     errno.EPERM: PERMISSION,
     errno.EROFS: READ_ONLY,
+    errno.ENOTDIR: "a folder on its path is a file",
+    errno.EEXIST: "a folder on its path is a file",  # mkdir(exist_ok=True) over a file
+    errno.EISDIR: "it is a folder",
 }
 
 #: Words by which writers that give no errno name a cause (numpy's preallocation,
