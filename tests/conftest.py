@@ -90,6 +90,17 @@ def _stats(values, variable, floors):
     return s(x) | {"transformed": s(t)}
 
 
+def cube_image_statistics(cube: Path, image: Path) -> dict:
+    """global.json's statistics of one cube file and its image file (the default floors)."""
+    floors = {"number_density_co": 1.0, "intensity": DEFAULT_INTENSITY_FLOOR}
+    with xr.open_dataset(cube) as c, xr.open_dataset(image) as i:
+        return {
+            "cubes": {v: _stats([c[v].values], v, floors) for v in INPUT_VARIABLES},
+            "images": {"intensity": _stats([i["intensity"].values], "intensity", floors)},
+            "floors": floors,
+        }
+
+
 @pytest.fixture(scope="session")
 def small_results(tmp_path_factory):
     """A small results folder in the pipeline's layout: 8 models, 16^3 cubes, 3-channel images."""

@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import _stats, make_cube, run_cli
+from conftest import cube_image_statistics, make_cube, run_cli
 
-from coemu.data.variables import INPUT_VARIABLES
 from coemu.geometry.cube_contract import check_cube
 from coemu.io.errors import CoemuInputError
 
@@ -44,13 +43,7 @@ def valid(tmp_path_factory):
     cube = make_cube(tmp, rotations=2, box_cells=32, grid=16)
     image = tmp / "image.nc"
     run_cli("render", cube, image, "--channels", "3")
-    floors = {"number_density_co": 1.0, "intensity": 4.248354255291589e-18}
-    with xr.open_dataset(cube) as c, xr.open_dataset(image) as i:
-        stats = {
-            "cubes": {v: _stats([c[v].values], v, floors) for v in INPUT_VARIABLES},
-            "images": {"intensity": _stats([i["intensity"].values], "intensity", floors)},
-            "floors": floors,
-        }
+    stats = cube_image_statistics(cube, image)
     prep = Preprocessing.from_stats(stats)
     data = describe(image, cube, prep, stats)
     torch.manual_seed(0)

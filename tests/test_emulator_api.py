@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from conftest import _stats, make_cube, run_cli
+from conftest import cube_image_statistics, make_cube, run_cli
 
 from coemu.data.description import INPUT_VARIABLES, describe
 from coemu.data.transform import Preprocessing
@@ -27,13 +27,7 @@ def rendered(tmp_path_factory):
     cube = make_cube(tmp)
     image = tmp / "image.nc"
     run_cli("render", cube, image)
-    floors = {"number_density_co": 1.0, "intensity": 4.248354255291589e-18}
-    with xr.open_dataset(cube) as c, xr.open_dataset(image) as i:
-        stats = {
-            "cubes": {v: _stats([c[v].values], v, floors) for v in INPUT_VARIABLES},
-            "images": {"intensity": _stats([i["intensity"].values], "intensity", floors)},
-            "floors": floors,
-        }
+    stats = cube_image_statistics(cube, image)
     prep = Preprocessing.from_stats(stats)
     return {
         "cube": cube,
