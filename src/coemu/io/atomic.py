@@ -80,8 +80,7 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp_path, path)
     except Exception as err:
-        failure = write_failure(path, err)  # before the removal, which frees the space
-        _remove(tmp_path)
+        failure = write_failure(path, err)  # before the removal (finally), which frees the space
         if failure is None:
             raise
         raise failure from err
