@@ -12,25 +12,23 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/cubes.smk"
 include: "workflow/rules/images.smk"
+include: "workflow/rules/split.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/timing.smk"
+include: "workflow/rules/observations.smk"
+include: "workflow/rules/fit.smk"
 
 
 rule all:
     default_target: True
     input:
         manifests("images"),
-        "results/split.json",
-        "results/stats/global.json",
-        expand(
-            "results/evaluation/{stage}/metrics.json", stage=["pretrain", "finetune"]
-        ),
-        "results/timing/timing.csv",
-        ["results/evaluation/kinds.md"] if OTHER_KINDS else [],
-        (
-            ["results/observations/manifest.json"]
-            if config["observations"]["export"]
-            else []
-        ),
-        ["results/fit/summary.json"] if config["fit"]["enabled"] else [],
+        rules.split.output.split,
+        rules.stats.output.stats,
+        expand(rules.evaluate.output.metrics, kind=EMULATOR, stage=STAGES),
+        rules.timing.output.csv,
+        rules.compare_kinds.output.table if len(KINDS) > 1 else [],
+        rules.observations.output.manifest if config["observations"]["export"] else [],
+        rules.fit.output.summary if config["fit"]["enabled"] else [],

@@ -26,7 +26,7 @@ from coemu.training.losses import EmulatorLoss
 def throughput(model, batch: int, steps: int, device: str, bf16: bool = False) -> float:
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    loss_fn = EmulatorLoss()
+    loss_fn = EmulatorLoss(0.8, 0.2)  # the paper's weights (config/paper.yaml)
     x = torch.randn(batch, 3, model.grid, model.grid, model.grid, device=device)
     y = torch.rand(batch, model.n_freq, model.grid, model.grid, device=device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()

@@ -1,7 +1,9 @@
-"""The device check (scripts/gpu-check.sh): its code paths on the CPU, and a clear failure without CUDA."""
+"""The device check (devicecheck/, scripts/gpu-check.sh): its code paths on the CPU, a clear failure
+without CUDA, and sizes for every emulator kind."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,6 +11,9 @@ import sys
 import pytest
 import torch
 from conftest import REPO
+
+if str(REPO) not in sys.path:  # devicecheck/ is a folder of the repository, not of the package
+    sys.path.insert(0, str(REPO))
 
 
 @pytest.mark.slow
@@ -63,8 +68,8 @@ def test_stages_take_the_machine_s_cores_shared_among_torchrun_processes(tmp_pat
     thread each), whatever OMP_NUM_THREADS the check itself was started with."""
     import os
 
-    from coemu.devicecheck.pipeline import Stages, machine_cores, threads_per_process
-    from coemu.devicecheck.report import Report
+    from devicecheck.pipeline import Stages, machine_cores, threads_per_process
+    from devicecheck.report import Report
 
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # not the stages' number
     cores = len(os.sched_getaffinity(0))
@@ -78,7 +83,7 @@ def test_stages_take_the_machine_s_cores_shared_among_torchrun_processes(tmp_pat
 
 def test_the_check_reads_csv_files_as_csv(tmp_path):
     """history.csv and timing.csv by csv.DictReader: a quoted field may hold a comma."""
-    from coemu.devicecheck.pipeline import read_rows
+    from devicecheck.pipeline import read_rows
 
     path = tmp_path / "timing.csv"
     path.write_text('method,device,ms_per_image_median\r\n"coemunet, paper",cpu,1.5\r\ncolumn,cpu,0.25\r\n')
@@ -91,10 +96,11 @@ def test_the_check_reads_csv_files_as_csv(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure on machines without CUDA")
 def test_without_cuda_the_check_fails_and_writes_why(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "coemu.devicecheck", str(tmp_path)],
+        [sys.executable, "-m", "devicecheck", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=REPO,  # as scripts/gpu-check.sh runs it
     )
     assert proc.returncode == 1
     assert "FAILED environment: CUDA available" in proc.stderr
@@ -102,3 +108,22 @@ def test_without_cuda_the_check_fails_and_writes_why(tmp_path):
     assert record["passed"] is False
     assert [c["name"] for c in record["checks"]] == ["CUDA available"]
     assert "sees no CUDA device" in (tmp_path / "gpu-check.md").read_text()
+
+
+def test_a_kind_the_presets_do_not_list_gets_sizes_without_an_edit():
+    """A new emulator kind needs no entry in devicecheck/sizes.py: the smallest listed batch caps,
+    and its constructor's defaults (paper) or the schema's (small); every registered kind has sizes."""
+    from coemu.nn import emulator_kinds
+    from coemu.settings import section
+    from devicecheck.sizes import PRESETS
+
+    paper, small = PRESETS["paper"], PRESETS["small"]
+    assert (paper.infer_cap("new"), paper.train_cap("new"), paper.kind_settings("new")) == (1024, 256, {})
+    assert (small.infer_cap("new"), small.train_cap("new"), small.kind_settings("new")) == (4, 4, {})
+    assert paper.train_cap("coemunet") == 512 and small.kind_settings("column") == {"hidden": 8, "layers": 1}
+    schema = section("training")["model"]
+    assert dataclasses.replace(small, kinds={}).kind_settings("coemunet") == schema["coemunet"]
+    for kind in emulator_kinds():
+        for sizes in PRESETS.values():
+            assert sizes.infer_cap(kind) >= 1 and sizes.train_cap(kind) >= 2
+            assert isinstance(sizes.kind_settings(kind), dict)

@@ -128,19 +128,68 @@ def test_fine_tuning_from_a_bad_model_file_is_refused(tmp_path):
         checkpoint.load_matching(model, bad)
 
 
+def test_files_carry_their_format_and_one_without_it_is_format_1(tmp_path):
+    """``checkpoint.save`` writes ``format``; a model file from before the field (the same
+    content, no ``format``) is read as format 1."""
+    saved = torch.load(_model_file(tmp_path / "model.pt"), weights_only=True)
+    assert saved["format"] == checkpoint.FORMAT == 1
+    older = tmp_path / "older.pt"
+    torch.save(_emulator().model_file(), older)  # as coemu wrote model files before the field
+    assert "format" not in torch.load(older, weights_only=True) and checkpoint.UNMARKED_FORMAT == 1
+    assert isinstance(Emulator.load(older), ColumnEmulator)
+
+
+@pytest.mark.parametrize(
+    "found, problem",
+    [
+        (2, "format 2 (written by a newer coemu); this coemu reads format 1"),
+        (0, "format 0 (written by an older coemu); this coemu reads format 1"),
+        ("1", "format '1', not a format number; this coemu reads format 1"),
+        (True, "format True, not a format number; this coemu reads format 1"),
+    ],
+)
+def test_a_model_file_of_another_format_is_refused_with_both_formats_and_how_to_remake_it(
+    tmp_path, found, problem
+):
+    path = tmp_path / "results/train/column/finetune/model.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(_emulator().model_file() | {"format": found}, path)
+    with pytest.raises(CoemuInputError) as err:
+        Emulator.load(path)
+    assert str(err.value) == (
+        f"{path}: a coemu model file of {problem}; remake it with `coemu train` (in the pipeline:"
+        f" `cd {tmp_path} && snakemake --forcerun results/train/column/finetune/model.pt`)"
+    )
+    with pytest.raises(CoemuInputError, match="a coemu model file of format"):
+        checkpoint.load_matching(_emulator(), path)  # fine-tuning from it: the same refusal
+
+
+def test_a_checkpoint_of_another_format_is_refused(tmp_path):
+    path = tmp_path / "last.pt"
+    torch.save({"model": {}, "format": checkpoint.FORMAT + 1}, path)
+    with pytest.raises(
+        CoemuInputError, match=r"last.pt: a coemu checkpoint of format 2 \(written by a newer"
+    ):
+        checkpoint.load(path)
+
+
 @pytest.mark.parametrize(
     "path, hint",
     [
-        ("results/train/finetune/model.pt", "`snakemake --forcerun results/train/finetune/model.pt`"),
+        (
+            "results/train/coemunet/finetune/model.pt",
+            "`snakemake --forcerun results/train/coemunet/finetune/model.pt`",
+        ),
         (
             "results/train/column/pretrain/model.pt",
             "`snakemake --forcerun results/train/column/pretrain/model.pt`",
         ),
         (
-            "/runs/a b/results/train/finetune/model.pt",
+            "/runs/a b/results/train/column/finetune/model.pt",
             "`cd '/runs/a b' && snakemake --forcerun results/train/",
         ),
-        ("results/train/finetune/best.pt", None),
+        ("results/train/finetune/model.pt", None),  # the layout before every kind had its folder
+        ("results/train/column/finetune/best.pt", None),
         ("results/evaluation/finetune/model.pt", None),
         ("elsewhere/finetune/model.pt", None),
     ],
@@ -156,13 +205,13 @@ def test_the_remake_hint_names_the_pipeline_target(path, hint):
 
 def test_coemu_predict_refuses_a_bad_model_file_with_the_pipeline_command(tmp_path):
     """A zero-byte model.pt where the pipeline keeps it: exit 2, the file, why, and the command."""
-    bad = _bad_file("empty", tmp_path / "results/train/finetune/model.pt")
+    bad = _bad_file("empty", tmp_path / "results/train/column/finetune/model.pt")
     out = tmp_path / "out.nc"
     proc = run_cli("predict", bad.relative_to(tmp_path), "cube.nc", out, cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: results/train/finetune/model.pt: not a coemu model file (0 bytes); remake it with"
-        " `coemu train` (in the pipeline: `snakemake --forcerun results/train/finetune/model.pt`)"
+        "error: results/train/column/finetune/model.pt: not a coemu model file (0 bytes); remake it"
+        " with `coemu train` (in the pipeline: `snakemake --forcerun results/train/column/finetune/model.pt`)"
     )
     assert "Traceback" not in proc.stderr and not out.exists()
 
@@ -189,6 +238,9 @@ def _cli(*args) -> tuple[int, str]:
     return status, stderr.getvalue()
 
 
+STAGES = ("pretrain", "finetune")
+
+
 def test_the_hint_knows_every_model_file_of_the_workflow(tmp_path):
     """Every model.pt the workflow makes (two kinds) is where :func:`pipeline_target` looks,
     and nothing else it makes is; Snakemake takes one as a ``--forcerun`` target."""
@@ -196,10 +248,10 @@ def test_the_hint_knows_every_model_file_of_the_workflow(tmp_path):
     (workdir / "kinds.yaml").write_text("training: {model: {kind: [coemunet, column]}}\n")
     summary = snakemake(workdir, "--summary", "--configfile", "kinds.yaml").stdout
     rows = [line.split("\t") for line in summary.splitlines()[1:] if "\t" in line]
-    rules = {row[0]: row[2] for row in rows if row[0].endswith("/model.pt")}
-    assert sorted(rules.values()) == ["finetune", "pretrain", "train_kind", "train_kind"]
+    models = {row[0] for row in rows if row[0].endswith("/model.pt")}
+    assert models == {f"results/train/{k}/{s}/model.pt" for k in ("coemunet", "column") for s in STAGES}
     for row in rows:
-        expected = (Path(), row[0]) if row[0] in rules else None
+        expected = (Path(), row[0]) if row[0] in models else None
         assert checkpoint.pipeline_target(row[0]) == expected, row[0]
     target = "results/train/column/finetune/model.pt"
     plan = snakemake(workdir, "-n", "--configfile", "kinds.yaml", "--forcerun", target).stdout

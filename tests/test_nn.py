@@ -55,7 +55,7 @@ def test_loss_on_hand_computed_cases():
     target = torch.zeros(1, 1, 4, 4)
     # a constant offset c: MSE c^2; the DFT difference is 16 c at (0, 0) only, mean |.| = c
     assert frequency_loss(target + 0.5, target) == pytest.approx(0.5)
-    assert EmulatorLoss()(target + 0.5, target) == pytest.approx(0.8 * 0.25 + 0.2 * 0.5)
+    assert EmulatorLoss(0.8, 0.2)(target + 0.5, target) == pytest.approx(0.8 * 0.25 + 0.2 * 0.5)
     # one pixel off by h: |DFT difference| = h at every frequency; MSE h^2 / 16
     spike = target.clone()
     spike[0, 0, 1, 2] = 2.0
@@ -81,7 +81,7 @@ def test_small_model_overfits_a_handful_of_samples():
             for i in range(4)
         ]
     )
-    loss_fn = EmulatorLoss()
+    loss_fn = EmulatorLoss(0.8, 0.2)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(120):

@@ -4,8 +4,10 @@ each stage reads its sections as one object, and cross-field checks name the key
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from coemu import settings
 from coemu.cli import build_parser
 from coemu.geometry.cube_files import CubeSettings
 from coemu.io.errors import CoemuInputError
+from coemu.observe.fits import ObservationSettings
 from coemu.rt.render import RenderSettings
 
 TRAIN_ARGS = ("train", "--split", "s", "--stats", "g", "--manifests", "m", "--out", "o", "--stage")
@@ -31,7 +34,7 @@ def parsed(*argv: str) -> dict:
 def test_cli_defaults_are_the_schema_defaults():
     defaults = settings.complete({})
     schema = settings.schema()["properties"]
-    assert defaults["cubes"]["rotations"] == schema["cubes"]["properties"]["rotations"]["default"] == 4
+    assert defaults["cubes"]["rotations"] == schema["cubes"]["properties"]["rotations"]["default"] == 16
     assert defaults["images"]["device"] == "cpu" and defaults["dask"]["memory_limit"] == "1GiB"
     config = parsed("cubes", "out.nc", "--synthetic", "--model", "m00001", "--sphere", "s.json")
     assert config == defaults
@@ -62,7 +65,9 @@ def test_each_section_reaches_the_code_as_one_object():
     config = settings.complete({"images": {"channels": 3}})
     assert FitSettings.from_config(config).families == ("binary", "single")
     assert RenderSettings.from_config(config).channels == 3
-    assert CubeSettings.from_config(config).rotations == 4
+    assert CubeSettings.from_config(config).rotations == 16
+    obs = {f.name: f.default for f in dataclasses.fields(ObservationSettings)}
+    assert obs == config["observations"]  # the fields and their defaults: the schema's
 
 
 @pytest.mark.parametrize(
@@ -73,7 +78,11 @@ def test_each_section_reaches_the_code_as_one_object():
         ({"training": {"gpus": 2}}, "training.gpus", "training.device is cpu"),
         ({"training": {"device": "cuda"}}, "training.gpus", "the job would get no GPU"),
         ({"cubes": {"grid": 64, "box_cells": 32}}, "cubes.grid", "cannot be kept"),
-        ({"cubes": {"grid": 20, "box_cells": 40}}, "cubes.grid", "multiple of 8"),
+        (
+            {"cubes": {"grid": 20, "box_cells": 40}, "training": {"model": {"kind": "coemunet"}}},
+            "cubes.grid",
+            "multiple of 8",
+        ),
         ({"models": {"directory": "/data"}}, "models.directory", "models.source is synthetic"),
         ({"observations": {"beam_major": None}}, "observations.beam_major", "unit is Jy/beam"),
         ({"observations": {"beam_minor": 0.2}}, "observations.beam_minor", "larger than beam_major"),
@@ -106,7 +115,7 @@ def test_stage_config_leaves_out_what_does_not_change_the_result():
     assert not set(settings.JOB_SIZE_KEYS) & set(pretrain)
     assert settings.stage_config(config, "sphere") == {
         "seed": 1234,
-        "models": {"source": "synthetic", "count": 12},
+        "models": {"source": "synthetic", "count": 20},
     }
     assert settings.stage_config(config, "images") == {"images": config["images"]}
 
@@ -204,3 +213,72 @@ def test_by_hand_the_training_job_sizes_are_not_checked():
     assert config["training"]["pretrain"]["batch_size"] == 3
     with pytest.raises(CoemuInputError, match="not divisible by the 2 processes"):
         settings.check(config)  # as the workflow checks it
+
+
+@pytest.mark.parametrize(
+    "values, key, problem",
+    [
+        ({"distance": 0.0}, "distance", "less than or equal to the minimum of 0"),
+        ({"distance": float("nan")}, "distance", "nan is not a finite number"),
+        ({"unit": "mJy"}, "unit", "'mJy' is not one of Jy/pixel, Jy/beam, K"),
+        ({"spectral_axis": "WAVE"}, "spectral_axis", "'WAVE' is not one of VRAD, FREQ"),
+        ({"dec": 91.0}, "dec", "greater than the maximum of 90"),
+        ({"noise": -1.0}, "noise", "less than the minimum of 0"),
+        ({"beam_major": None}, "beam_major", "is null (no beam), but unit is Jy/beam"),
+        ({"beam_minor": 0.2}, "beam_minor", "0.2 arcsec is larger than beam_major 0.1"),
+        ({"clip": 3.0}, "clip", "clipping at n sigma needs the noise rms"),
+    ],
+)
+def test_one_validation_of_the_observations_for_the_pipeline_and_the_api(values, key, problem):
+    """ObservationSettings (the API) and the pipeline's config check refuse the same values with
+    the same words: the check names the config key ``observations.<key>``."""
+    with pytest.raises(CoemuInputError, match=re.escape(problem)) as api:
+        ObservationSettings(**values).validate()
+    assert api.value.variable == key
+    config = settings.complete({})
+    config["observations"] |= values  # as a config that passed the schema would not
+    with pytest.raises(CoemuInputError, match=re.escape(problem)) as pipeline:
+        settings.check(config, "my.yaml")
+    assert str(pipeline.value).startswith(f"my.yaml: config key 'observations.{key}': ")
+    assert pipeline.value.problem == api.value.problem
+
+
+def test_the_schema_names_every_registered_emulator_kind():
+    """training.model.kind's choices and its per-kind sections are the model registry's kinds."""
+    from coemu.nn import emulator_kinds
+
+    model = settings.schema()["properties"]["training"]["properties"]["model"]["properties"]
+    one, many = model["kind"]["oneOf"]
+    kinds = set(emulator_kinds())
+    assert set(one["enum"]) == set(many["items"]["enum"]) == kinds
+    assert set(model) - {"kind"} == kinds
+    for kind, cls in emulator_kinds().items():  # each section's keys are constructor arguments
+        assert set(model[kind]["properties"]) <= set(inspect.signature(cls.__init__).parameters), kind
+
+
+def test_every_subcommand_comes_from_the_table():
+    """``coemu``'s subcommands are :data:`coemu.cli.COMMANDS`, and the files a command reads
+    and writes name arguments it has."""
+    import argparse
+
+    from coemu.cli import COMMANDS
+
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == [c.name for c in COMMANDS]
+    for command in COMMANDS:
+        dests = {a.dest for a in sub.choices[command.name]._actions}
+        named = [n for n in (*command.writes, *command.reads, *command.named) if isinstance(n, str)]
+        assert set(named) <= dests, command.name
+
+
+def test_the_observation_names_the_code_knows_are_the_schemas():
+    """The units, temperature scales and spectral axes the FITS writer handles are the ones the
+    schema (so the one validation) accepts."""
+    from coemu.observe import fits
+    from coemu.observe import units as conv
+
+    props = settings.schema()["properties"]["observations"]["properties"]
+    assert tuple(props["unit"]["enum"]) == tuple(conv.UNITS)
+    assert tuple(props["temperature_scale"]["enum"]) == tuple(conv.TEMPERATURE_SCALES)
+    assert tuple(props["spectral_axis"]["enum"]) == tuple(fits.SPECTRAL_AXES)

@@ -26,7 +26,7 @@ SITE = [
     "2",
     "--slurm-no-account",
 ]
-# "... submitted with SLURM jobid 12 (log: .../logs/slurm/rule_evaluate/stage_finetune/12.log)."
+# "... submitted with SLURM jobid 12 (log: .../logs/slurm/rule_evaluate/kind_column/stage_finetune/12.log)."
 SUBMITTED = re.compile(
     r"has been submitted with SLURM jobid (\d+) \(log: [^)]*?/rule_([A-Za-z0-9_]+)/(?:[^)/]+/)*\d+\.log\)"
 )
@@ -73,14 +73,14 @@ def test_tiny_pipeline_through_the_slurm_profile(slurm_run):
     """`snakemake --profile profiles/slurm`: every job but `all` goes through sbatch."""
     workdir, output = slurm_run
     jobs = slurm_jobs(output)
-    expected = {"sphere", "cubes", "images", "split", "stats", "pretrain", "finetune", "evaluate", "timing"}
+    expected = {"sphere", "cubes", "images", "split", "stats", "train", "evaluate", "timing"}
     expected |= {"observations"}  # observations.export in config/config.yaml
     assert set(jobs) == expected and len(jobs["evaluate"]) == 2
     assert len(jobs["cubes"]) == len(jobs["images"]) == 3  # 6 models, 2 per job
     infos = {rule: job_info(ids[0]) for rule, ids in jobs.items()}
     assert {info["state"] for info in infos.values()} == {"COMPLETED"}
     # the rules' resources became the jobs' requests, in the default partition
-    assert infos["pretrain"] == {
+    assert infos["train"] == {
         "state": "COMPLETED",
         "cpus": "2",
         "mem": "4000M",
@@ -90,7 +90,7 @@ def test_tiny_pipeline_through_the_slurm_profile(slurm_run):
     assert infos["cubes"]["cpus"] == "1" and infos["images"]["cpus"] == "2"
     # and the outputs are those of a local run
     tiny = tiny_config()
-    metrics = json.loads((workdir / "results/evaluation/finetune/metrics.json").read_text())
+    metrics = json.loads((workdir / "results/evaluation/column/finetune/metrics.json").read_text())
     assert metrics["n_samples"] == tiny["cubes"]["rotations"] == 2  # 1 test model
     assert sorted(p.stem for p in (workdir / "results/images").glob("*.nc")) == [
         f"m{i:05d}" for i in range(tiny["models"]["count"])
@@ -114,7 +114,7 @@ def test_set_resources_and_forcerun_address_a_stage(slurm_run, tmp_path):
         "images:slurm_partition=gpu",
     )
     jobs = slurm_jobs(proc.stdout + proc.stderr)
-    assert set(jobs) == {"images", "stats", "pretrain", "finetune", "evaluate", "timing", "observations"}
+    assert set(jobs) == {"images", "stats", "train", "evaluate", "timing", "observations"}
     assert len(jobs["images"]) == 3
     assert {job_info(i)["partition"] for i in jobs["images"]} == {"gpu"}
     assert {job_info(ids[0])["partition"] for rule, ids in jobs.items() if rule != "images"} == {"debug"}

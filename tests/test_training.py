@@ -14,44 +14,51 @@ import pytest
 import torch
 from conftest import trained_inputs
 
+from coemu.settings import section
 from coemu.training.loop import EXIT_PREEMPTED
 
 CHANNELS = 3  # of the small_results images (conftest)
-SETTINGS = {
-    "device": "cpu",
-    "seed": 7,
-    "num_workers": 0,
-    "bf16": False,
-    "model": {
-        "kind": "coemunet",
-        "coemunet": {
-            "stem": 2,
-            "widths": [4, 4, 8],
-            "blocks_per_stage": 1,
-            "latent": 64,
-            "decoder_channels": 16,
+#: the training section, completed with the schema's defaults as the CLI completes it
+SETTINGS = section(
+    "training",
+    {
+        "device": "cpu",
+        "seed": 7,
+        "num_workers": 0,
+        "bf16": False,
+        "model": {
+            "kind": "coemunet",
+            "coemunet": {
+                "stem": 2,
+                "widths": [4, 4, 8],
+                "blocks_per_stage": 1,
+                "latent": 64,
+                "decoder_channels": 16,
+            },
+            "column": {"hidden": 8, "layers": 1},
         },
-        "column": {"hidden": 8, "layers": 1},
+        "pretrain": {
+            "epochs": 4,
+            "batch_size": 4,
+            "lr": 0.004,
+            "schedule": "step",
+            "step_size": 200,
+            "gamma": 0.1,
+            "mse_weight": 0.8,
+            "freq_weight": 0.2,
+        },
+        "finetune": {
+            "epochs": 3,
+            "batch_size": 4,
+            "lr": 0.002,
+            "schedule": "step",
+            "step_size": None,
+            "gamma": 1.0,
+            "mse_weight": 0.8,
+            "freq_weight": 0.2,
+        },
     },
-    "pretrain": {
-        "epochs": 4,
-        "batch_size": 4,
-        "lr": 0.004,
-        "step_size": 200,
-        "gamma": 0.1,
-        "mse_weight": 0.8,
-        "freq_weight": 0.2,
-    },
-    "finetune": {
-        "epochs": 3,
-        "batch_size": 4,
-        "lr": 0.002,
-        "step_size": None,
-        "gamma": 1.0,
-        "mse_weight": 0.8,
-        "freq_weight": 0.2,
-    },
-}
+)
 
 
 def torchrun(results, out, stage, nproc=2, extra=(), wait=True, settings=SETTINGS, launcher=True):
@@ -261,3 +268,78 @@ def test_without_validation_models_best_pt_follows_the_training_loss(small_resul
     assert best["epoch"] == 1 + losses.index(min(losses)) and best["best_by"] == "train_loss"
     assert best["best"] == pytest.approx(min(losses), rel=1e-12)
     assert "no validation models: best.pt holds the epoch of the lowest training loss" in caplog.text
+
+
+def test_the_trainer_is_given_its_parts_and_reads_no_files(tmp_path):
+    """A Trainer assembled by hand from in-memory parts (no split, statistics or manifests):
+    it trains, validates, steps a cosine schedule per batch, checkpoints and writes model.pt."""
+    import math
+    import types
+
+    from torch.utils.data import TensorDataset
+
+    from coemu.data.transform import Preprocessing
+    from coemu.nn import ColumnEmulator
+    from coemu.training import checkpoint
+    from coemu.training.distributed import Context
+    from coemu.training.loop import LoopSettings, Trainer, make_optimizer, make_scheduler
+    from coemu.training.losses import EmulatorLoss
+
+    grid, generator = 4, torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, grid, grid, grid, generator=generator)  # normalised (v_z, T, n) cubes
+    y = torch.rand(6, 1, grid, grid, generator=generator)  # normalised images, 1 channel
+    prep = Preprocessing(0.0, 1.0, 0.0, 1.0, 0.0, 1.0, -40.0, 0.0)
+    torch.manual_seed(0)
+    model = ColumnEmulator(channel_velocities=[0.0], preprocessing=prep.to_dict(), hidden=4, layers=1)
+    stage = SETTINGS["pretrain"] | {"epochs": 2, "batch_size": 2, "schedule": "cosine"}
+    optimizer = make_optimizer(model, stage)
+    scheduler = make_scheduler(optimizer, stage, 2)  # 4 training samples in batches of 2
+    trainer = Trainer(
+        model,
+        TensorDataset(x[:4], y[:4]),
+        TensorDataset(x[4:], y[4:]),
+        optimizer,
+        scheduler,
+        EmulatorLoss(0.8, 0.2),
+        LoopSettings(
+            "pretrain", epochs=2, batch_size=2, schedule="cosine", seed=7, num_workers=0, bf16=False
+        ),
+        {"note": "hand-made"},
+        Context(0, 1, 0, torch.device("cpu")),
+        types.SimpleNamespace(raised=False),  # the stop flag: no signal
+        tmp_path,
+        progress=False,
+    )
+    saved = checkpoint.load(trainer.fit(), "model file")
+    assert saved["run"] == {"note": "hand-made"} and saved["kind"] == "column"
+    rows = history(tmp_path)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("train_loss", "val_loss"))
+    assert float(rows[1]["lr"]) < float(rows[0]["lr"]) and scheduler.last_epoch == 4  # per batch
+    assert checkpoint.load(tmp_path / "checkpoints" / "last.pt")["epoch"] == 2
+
+
+def test_the_schedule_loss_and_batches_come_from_the_settings_alone():
+    """No defaults of the loop's own: a stage section without ``schedule`` is an error and the
+    loss takes its weights; the schema holds them."""
+    from coemu.training.loop import make_optimizer, make_scheduler, per_rank_batch
+    from coemu.training.losses import EmulatorLoss
+
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), SETTINGS["pretrain"])
+    step = make_scheduler(optimizer, SETTINGS["pretrain"], 3)
+    assert isinstance(step, torch.optim.lr_scheduler.StepLR) and (step.step_size, step.gamma) == (200, 0.1)
+    assert make_scheduler(optimizer, SETTINGS["finetune"], 3) is None  # step_size null: constant
+    cosine = make_scheduler(optimizer, SETTINGS["pretrain"] | {"schedule": "cosine"}, 3)
+    assert cosine.T_max == 4 * 3  # epochs x batches per epoch
+    without = {k: v for k, v in SETTINGS["pretrain"].items() if k != "schedule"}
+    with pytest.raises(KeyError, match="schedule"):
+        make_scheduler(optimizer, without, 3)
+    with pytest.raises(TypeError):
+        EmulatorLoss()
+    schema = section("training")["pretrain"]  # the defaults live in the schema, whatever they are
+    assert {"schedule", "step_size", "gamma", "mse_weight", "freq_weight"} <= set(schema)
+    assert per_rank_batch(8, 2, 10) == 4
+    with pytest.raises(ValueError, match="not divisible by 3 ranks"):
+        per_rank_batch(8, 3, 10)
+    with pytest.raises(ValueError, match="fewer than batch_size 8"):
+        per_rank_batch(8, 2, 7)

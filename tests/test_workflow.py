@@ -74,22 +74,22 @@ def test_tiny_config_end_to_end(tiny_copy):
     split = json.loads((workdir / "results/split.json").read_text())
     assert split["counts"] == {"train": 4, "validation": 1, "test": 1}
     for stage, n_freq in (("pretrain", 1), ("finetune", 7)):
-        saved = torch.load(workdir / f"results/train/{stage}/model.pt", weights_only=True)
+        saved = torch.load(workdir / f"results/train/column/{stage}/model.pt", weights_only=True)
         assert saved["run"]["n_freq"] == n_freq and saved["run"]["world_size"] == 2
         assert saved["kind"] == "column" and saved["data"]["grid"] == config["grid"]
-        rows = (workdir / f"results/train/{stage}/history.csv").read_text().splitlines()
+        rows = (workdir / f"results/train/column/{stage}/history.csv").read_text().splitlines()
         assert len(rows) == 1 + saved["run"]["settings"]["epochs"]
-    assert "weights identical on 2 rank(s)" in (workdir / "logs/train/finetune.log").read_text()
+    assert "weights identical on 2 rank(s)" in (workdir / "logs/train/column/finetune.log").read_text()
     n_test = len(split["test"])
     for stage, n_samples in (("pretrain", n_test), ("finetune", n_test * config["rotations"])):
-        metrics = json.loads((workdir / f"results/evaluation/{stage}/metrics.json").read_text())
+        metrics = json.loads((workdir / f"results/evaluation/column/{stage}/metrics.json").read_text())
         assert metrics["n_samples"] == n_samples and metrics["test_models"] == split["test"]
         # the data's own error beside the emulator's (synthetic models)
         assert metrics["data_n_samples"] == n_samples and metrics["data_maxrel_percent_median"] > 0
-        assert "data's own error" in (workdir / f"results/evaluation/{stage}/table.md").read_text()
+        assert "data's own error" in (workdir / f"results/evaluation/column/{stage}/table.md").read_text()
         for figure in ("examples", "loss"):
-            assert (workdir / f"results/evaluation/{stage}/{figure}.png").exists()
-    metrics = json.loads((workdir / "results/evaluation/finetune/metrics.json").read_text())
+            assert (workdir / f"results/evaluation/column/{stage}/{figure}.png").exists()
+    metrics = json.loads((workdir / "results/evaluation/column/finetune/metrics.json").read_text())
     assert len(metrics["per_channel"]["zncc_mean"]) == 7
     timing = (workdir / "results/timing/timing.md").read_text()
     large = tiny["timing"]["large_batch"]
@@ -124,7 +124,7 @@ def test_check_run_prints_the_figures_and_holds_the_run_to_the_readme(tiny_run):
     proc = check_run(tiny_run)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout
-    metrics = json.loads((tiny_run / "results/evaluation/finetune/metrics.json").read_text())
+    metrics = json.loads((tiny_run / "results/evaluation/column/finetune/metrics.json").read_text())
     assert "outputs: 54 of 54 expected present" in out
     assert f"| emulator ZNCC mean (column, finetune) | {metrics['zncc_mean']:.4g} | >= 0.95 |" in out
     assert "test samples = 2, bar >= 32" in out and "held-out test models = 1, bar >= 2" in out
@@ -146,14 +146,14 @@ def test_check_run_prints_the_figures_and_holds_the_run_to_the_readme(tiny_run):
 
 def test_check_run_names_missing_and_empty_outputs(tiny_copy):
     (tiny_copy / "results/images/m00003.nc").unlink()
-    (tiny_copy / "results/train/finetune/model.pt").write_bytes(b"")
+    (tiny_copy / "results/train/column/finetune/model.pt").write_bytes(b"")
     exported = json.loads((tiny_copy / "results/observations/manifest.json").read_text())["files"]
     lost = Path(next(iter(exported.values()))[1].replace(".fits", ".mom0.fits"))
     (tiny_copy / lost).unlink()
     proc = check_run(tiny_copy)
     assert proc.returncode == 1
     assert "outputs: 51 of 54 expected present" in proc.stdout
-    for path in ("results/images/m00003.nc", "results/train/finetune/model.pt", str(lost)):
+    for path in ("results/images/m00003.nc", "results/train/column/finetune/model.pt", str(lost)):
         assert f"missing or empty: {path}" in proc.stdout
     # the run's other config files are read over config/config.yaml, as Snakemake reads them
     (tiny_copy / "more.yaml").write_text("models: {count: 8}\n")
@@ -175,18 +175,22 @@ def test_check_run_names_missing_and_empty_outputs(tiny_copy):
 def test_changed_solver_setting_reruns_images_and_after_but_no_cube(tiny_copy):
     (tiny_copy / "solver.yaml").write_text("images: {v_turbulence: 150.0}\n")
     jobs = planned_jobs(tiny_copy, "--configfile", "solver.yaml")
-    after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
+    after = {"stats": 1, "train": 2, "evaluate": 2, "timing": 1, "all": 1}
     assert jobs == {"images": 3, "observations": 1} | after
 
 
 def test_forcerun_and_until_name_the_stage(tiny_copy):
     """One rule per stage: `--forcerun images` reruns the image jobs and what follows, no
-    cube job; `--until images` stops after them."""
-    after = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "observations": 1}
+    cube job; `--until images` stops after them; a file forces one job of a rule."""
+    after = {"stats": 1, "train": 2, "evaluate": 2, "timing": 1, "observations": 1}
     assert planned_jobs(tiny_copy, "--forcerun", "images") == {"images": 3, "all": 1} | after
-    assert planned_jobs(tiny_copy, "--forcerun", "pretrain", "--until", "finetune") == {
-        "pretrain": 1,
-        "finetune": 1,
+    # one kind's stage of the train rule: its file; fine-tuning and both evaluations follow
+    pretrain = "results/train/column/pretrain/model.pt"
+    assert planned_jobs(tiny_copy, "--forcerun", pretrain) == {
+        "train": 2,
+        "evaluate": 2,
+        "timing": 1,
+        "all": 1,
     }
     fresh = copy_workflow(tiny_copy.parent / "fresh")
     assert planned_jobs(fresh, "--until", "images") == {"sphere": 1, "cubes": 3, "images": 3}
@@ -195,16 +199,16 @@ def test_forcerun_and_until_name_the_stage(tiny_copy):
 def test_changed_training_setting_reruns_that_training_and_evaluation_only(tiny_copy):
     (tiny_copy / "finetune.yaml").write_text("training: {finetune: {epochs: 3}}\n")
     jobs = planned_jobs(tiny_copy, "--configfile", "finetune.yaml")
-    assert jobs == {"finetune": 1, "evaluate": 1, "timing": 1, "all": 1}
+    assert jobs == {"train": 1, "evaluate": 1, "timing": 1, "all": 1}
     (tiny_copy / "model.yaml").write_text("training: {model: {column: {hidden: 16}}}\n")
     jobs = planned_jobs(tiny_copy, "--configfile", "model.yaml")
-    assert jobs == {"pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
+    assert jobs == {"train": 2, "evaluate": 2, "timing": 1, "all": 1}
     # another kind's settings: not this kind's training; a second kind: trained and compared beside it
     (tiny_copy / "other.yaml").write_text("training: {model: {coemunet: {latent: 64}}}\n")
     assert planned_jobs(tiny_copy, "--configfile", "other.yaml") == {}
     (tiny_copy / "two.yaml").write_text("training: {model: {kind: [column, coemunet]}}\n")
     jobs = planned_jobs(tiny_copy, "--configfile", "two.yaml")
-    assert jobs == {"train_kind": 2, "evaluate_kind": 2, "compare_kinds": 1, "all": 1}
+    assert jobs == {"train": 2, "evaluate": 2, "compare_kinds": 1, "all": 1}
     # a longer time limit, more memory: not a reason to train again
     (tiny_copy / "runtime.yaml").write_text(
         "training: {finetune: {runtime: 600}, mem_mb: 5000, cpus_per_gpu: 4}\n"
@@ -218,7 +222,7 @@ def test_added_models_compute_only_the_new_models(tiny_copy):
     workdir = tiny_copy
     old_cubes, old_images = mtimes(workdir / "results/cubes"), mtimes(workdir / "results/images")
     radius = json.loads((workdir / "results/sphere.json").read_text())["radius"]
-    fan_in = {"split": 1, "stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "all": 1}
+    fan_in = {"split": 1, "stats": 1, "train": 2, "evaluate": 2, "timing": 1, "all": 1}
     fan_in |= {"observations": 1}
 
     (workdir / "more.yaml").write_text("models: {count: 8}\n")  # 6 -> 8: new block b0003
@@ -247,9 +251,9 @@ def test_a_lost_or_changed_per_model_file_reruns_its_block_and_what_follows(tiny
     finds them at start-up, reruns their blocks' jobs, which remake only those files, then
     what follows, and ends with the same metrics."""
     workdir = tiny_copy
-    metrics = workdir / "results/evaluation/finetune/metrics.json"
+    metrics = workdir / "results/evaluation/column/finetune/metrics.json"
     before = json.loads(metrics.read_text())
-    follows = {"stats": 1, "pretrain": 1, "finetune": 1, "evaluate": 2, "timing": 1, "observations": 1}
+    follows = {"stats": 1, "train": 2, "evaluate": 2, "timing": 1, "observations": 1}
     follows |= {"all": 1}
     kept = mtimes(workdir / "results/images")
     (workdir / "results/images/m00000.nc").unlink()  # block b0000
@@ -337,7 +341,7 @@ def test_unknown_config_key_is_refused(workdir):
     assert proc.returncode != 0 and "rotation" in proc.stdout + proc.stderr
 
 
-STAGES = ["sphere", "cubes", "images", "split", "stats", "pretrain", "finetune", "evaluate", "timing", "all"]
+STAGES = ["sphere", "cubes", "images", "split", "stats", "train", "evaluate", "timing", "all"]
 
 
 def test_paper_config_lists_every_block_job(workdir):
@@ -350,8 +354,7 @@ def test_paper_config_lists_every_block_job(workdir):
         "images": 55,
         "split": 1,
         "stats": 1,
-        "pretrain": 1,
-        "finetune": 1,
+        "train": 2,
         "evaluate": 2,
         "timing": 1,
         "all": 1,
@@ -367,7 +370,7 @@ def test_paper_config_lists_every_block_job(workdir):
         listed = snakemake(
             workdir, "--list-rules", "--configfile", "config/paper.yaml", "per_job.yaml"
         ).stdout.split()
-        extra = ["train_kind", "evaluate_kind", "compare_kinds", "observations", "fit"]
+        extra = ["compare_kinds", "observations", "fit"]
         assert sorted(listed) == sorted(STAGES + extra)
 
 

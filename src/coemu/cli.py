@@ -15,6 +15,8 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from coemu import settings
@@ -231,60 +233,11 @@ def cmd_check_run(args: argparse.Namespace) -> int:
     figures within the README's bars. Prints the figures; exit status 1 when any check fails."""
     from coemu.runcheck import BARS, check_run
 
-    bars = {name: getattr(args, name) for name in BARS}  # one option per bar (_add_check_run)
+    bars = {name: getattr(args, name) for name in BARS}  # one option per bar (_check_run_args)
     check = check_run(args.results, args.configfile or (), bars)
     print(f"coemu check-run {args.results}")
     print(check.report(), end="")
     return 0 if check.passed else 1
-
-
-def _add_check_run(sub) -> None:
-    from coemu.runcheck import BARS
-
-    p = sub.add_parser(
-        "check-run",
-        help="check a finished run against the README's figures",
-        description=cmd_check_run.__doc__,
-    )
-    p.add_argument("results", type=Path, nargs="?", default=Path("results"), help="the run's results folder")
-    p.add_argument(
-        "--configfile",
-        type=Path,
-        nargs="+",
-        help="the run's --configfile files, over config/config.yaml beside RESULTS (as Snakemake reads them)",
-    )
-    for name, text in (
-        ("min_zncc", "least ZNCC mean of the fine-tuned emulator"),
-        ("max_maxrel", "largest MaxRel median, percent"),
-        ("min_samples", "fewest test samples"),
-        ("min_test_models", "fewest held-out test models"),
-        ("max_data_maxrel", "largest MaxRel median of the data's own error, percent"),
-    ):
-        kind = int if name.startswith("min_") and "zncc" not in name else float
-        p.add_argument(
-            f"--{name.replace('_', '-')}", type=kind, default=BARS[name], help=f"{text} (default %(default)s)"
-        )
-    p.set_defaults(func=cmd_check_run, plain=True)
-
-
-def _command(
-    sub, name: str, func, help: str, sections=(), top=(), writes=(), reads=(), folder=()
-) -> argparse.ArgumentParser:
-    """A subcommand with ``--config`` and the generated options of ``sections`` (and top-level ``top``).
-
-    ``writes`` and ``reads`` name the arguments that are its output and input files (or a
-    function of the arguments giving more files); ``folder``: the glob patterns of the files
-    it writes in the folder ``--out``. No output may be an input (:func:`_refuse_overwrites`).
-    """
-    p = sub.add_parser(name, help=help, description=func.__doc__)
-    settings.add_config_option(p)
-    if top:
-        settings.add_options(p, None, only=top)
-    for entry in sections:
-        section, only = entry if isinstance(entry, tuple) else (entry, None)
-        settings.add_options(p, section, only=only)
-    p.set_defaults(func=func, writes=writes, reads=reads, folder=folder)
-    return p
 
 
 def _paths(args: argparse.Namespace, names) -> list:
@@ -342,293 +295,395 @@ def _named_or_positional(args: argparse.Namespace, names) -> None:
             setattr(args, name, named)
 
 
-#: The inputs of the commands that take a trained emulator's data (:func:`_add_trained_inputs`).
-TRAINED_INPUTS = ("split", "stats", "manifests", _manifest_files)
+# --- the subcommands: one table ---------------------------------------------------------------
 
 
-def _add_trained_inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", type=Path, required=True, help="split.json")
-    p.add_argument("--stats", type=Path, required=True, help="stats/global.json")
-    p.add_argument(
-        "--manifests", type=Path, nargs="+", required=True, help="image block manifests (every model's files)"
+def arg(*flags: str, **kwargs) -> tuple[tuple[str, ...], dict]:
+    """One argument of a subcommand: ``parser.add_argument(*flags, **kwargs)``."""
+    return flags, kwargs
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, ``help`` (its line in ``coemu --help``), the function that runs
+    it (whose docstring is the description) and its arguments.
+
+    Attributes:
+        args: the command's own arguments (:func:`arg`), in order, after ``--config`` and the
+            generated options; or a function of nothing returning them, called when the
+            parser is built.
+        sections: config sections whose settings become options (:func:`coemu.settings.add_options`):
+            a name, or (name, the keys it takes).
+        top: top-level settings that become options (``seed``).
+        writes, reads: the arguments that are its output and input files (or functions of the
+            parsed arguments giving more files); ``folder``: glob patterns of the files it
+            writes in the folder ``--out``. No output may be an input (:func:`_refuse_overwrites`).
+        named: positional arguments that may be given as ``--NAME`` too (dest ``NAME_option``).
+        usage: the usage line, where argparse's would mislead.
+        plain: no config: ``func(args)`` reads its own arguments and returns the exit status.
+    """
+
+    name: str
+    func: Callable
+    help: str
+    args: tuple | Callable[[], tuple] = ()
+    sections: tuple = ()
+    top: tuple = ()
+    writes: tuple = ()
+    reads: tuple = ()
+    folder: tuple = ()
+    named: tuple = ()
+    usage: str | None = None
+    plain: bool = False
+
+    def add_to(self, sub) -> argparse.ArgumentParser:
+        """This command's parser, in ``sub`` (the subparsers of ``coemu``)."""
+        p = sub.add_parser(self.name, help=self.help, description=self.func.__doc__)
+        if self.plain:
+            p.set_defaults(func=self.func, plain=True)
+        else:
+            settings.add_config_option(p)
+            if self.top:
+                settings.add_options(p, None, only=self.top)
+            for entry in self.sections:
+                section, only = entry if isinstance(entry, tuple) else (entry, None)
+                settings.add_options(p, section, only=only)
+            p.set_defaults(func=self.func, writes=self.writes, reads=self.reads, folder=self.folder)
+        if self.usage:
+            p.usage = self.usage
+        if self.named:
+            p.set_defaults(named=self.named)
+        for flags, kwargs in self.args() if callable(self.args) else self.args:
+            p.add_argument(*flags, **kwargs)
+        return p
+
+
+def _check_run_args() -> tuple:
+    """``coemu check-run``'s arguments: the results folder, the run's config files, one option per bar."""
+    from coemu.runcheck import BARS
+
+    bars = (
+        ("min_zncc", "least ZNCC mean of the fine-tuned emulator"),
+        ("max_maxrel", "largest MaxRel median, percent"),
+        ("min_samples", "fewest test samples"),
+        ("min_test_models", "fewest held-out test models"),
+        ("max_data_maxrel", "largest MaxRel median of the data's own error, percent"),
+    )
+    files = (
+        arg("results", type=Path, nargs="?", default=Path("results"), help="the run's results folder"),
+        arg(
+            "--configfile",
+            type=Path,
+            nargs="+",
+            help="the run's --configfile files, over config/config.yaml beside RESULTS"
+            " (as Snakemake reads them)",
+        ),
+    )
+    return files + tuple(
+        arg(
+            f"--{name.replace('_', '-')}",
+            type=int if name.startswith("min_") and "zncc" not in name else float,
+            default=BARS[name],
+            help=f"{text} (default %(default)s)",
+        )
+        for name, text in bars
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="coemu", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    synthetic = ("models", ("n_base", "levels", "finest_spacing"))
+#: The inputs of the commands that take a trained emulator's data (:data:`TRAINED_ARGS`).
+TRAINED_INPUTS = ("split", "stats", "manifests", _manifest_files)
+MANIFESTS = arg(
+    "--manifests", type=Path, nargs="+", required=True, help="image block manifests (every model's files)"
+)
+TRAINED_ARGS = (
+    arg("--split", type=Path, required=True, help="split.json"),
+    arg("--stats", type=Path, required=True, help="stats/global.json"),
+    MANIFESTS,
+)
+SYNTHETIC = ("models", ("n_base", "levels", "finest_spacing"))
+STAGE = arg("--stage", choices=settings.TRAINING_STAGES, required=True)
+SPHERE = arg("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
 
-    p = _command(
-        sub,
+#: Every subcommand, in the order of ``coemu --help``.
+COMMANDS = (
+    Command(
         "hydro",
         cmd_hydro,
         "write a synthetic hydro model as netCDF",
-        [synthetic],
-        ["seed"],
+        sections=(SYNTHETIC,),
+        top=("seed",),
         writes=("output",),
-    )
-    p.add_argument("output", type=Path)
-    p.add_argument("--index", type=int, required=True, help="model number")
-    p.add_argument(
-        "--layout",
-        choices=("amr", "random"),
-        default="amr",
-        help="points on nested lattices (the pipeline's models) or as many uniformly random points"
-        " per level (an unstructured cloud)",
-    )
-
-    p = _command(
-        sub,
+        args=(
+            arg("output", type=Path),
+            arg("--index", type=int, required=True, help="model number"),
+            arg(
+                "--layout",
+                choices=("amr", "random"),
+                default="amr",
+                help="points on nested lattices (the pipeline's models) or as many uniformly random points"
+                " per level (an unstructured cloud)",
+            ),
+        ),
+    ),
+    Command(
         "sphere",
         cmd_sphere,
         "global sphere radius over all models (fan-in)",
-        [("models", ("source", "count", "directory"))],
-        ["seed"],
+        sections=(("models", ("source", "count", "directory")),),
+        top=("seed",),
         writes=("output",),
-    )
-    p.add_argument("output", type=Path, help="sphere.json")
-
-    p = _command(
-        sub,
+        args=(arg("output", type=Path, help="sphere.json"),),
+    ),
+    Command(
         "cubes",
         cmd_cubes,
         "trim, rotate and regrid one model into its cube file",
-        [synthetic, "cubes"],
-        ["seed"],
+        sections=(SYNTHETIC, "cubes"),
+        top=("seed",),
         writes=("output",),
         reads=("input", "sphere"),
-    )
-    p.usage = "coemu cubes [options] OUTPUT [INPUT]  |  coemu cubes [options] --output OUTPUT [--input INPUT]"
-    p.add_argument("output", type=Path, nargs="?", help="the cube netCDF file to WRITE (first)")
-    p.add_argument(
-        "input",
-        type=Path,
-        nargs="?",
-        help="the model file to READ (second; *.nc point cloud or Magritte *.h5/*.hdf5);"
-        " not with --synthetic",
-    )
-    p.add_argument(
-        "--output",
-        dest="output_option",
-        metavar="OUTPUT",
-        type=Path,
-        help="the cube file to write (or OUTPUT)",
-    )
-    p.add_argument(
-        "--input", dest="input_option", metavar="INPUT", type=Path, help="the model file to read (or INPUT)"
-    )
-    p.set_defaults(named=("output", "input"))
-    p.add_argument("--model", help="model id (synthetic: m + index, e.g. m00042)")
-    p.add_argument("--synthetic", action="store_true", help="generate synthetic model --model")
-    p.add_argument("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
-    p.add_argument("--progress", action="store_true", help="tqdm bar over rotations")
-
-    p = _command(
-        sub,
+        named=("output", "input"),
+        usage="coemu cubes [options] OUTPUT [INPUT]"
+        "  |  coemu cubes [options] --output OUTPUT [--input INPUT]",
+        args=(
+            arg("output", type=Path, nargs="?", help="the cube netCDF file to WRITE (first)"),
+            arg(
+                "input",
+                type=Path,
+                nargs="?",
+                help="the model file to READ (second; *.nc point cloud or Magritte *.h5/*.hdf5);"
+                " not with --synthetic",
+            ),
+            arg(
+                "--output",
+                dest="output_option",
+                metavar="OUTPUT",
+                type=Path,
+                help="the cube file to write (or OUTPUT)",
+            ),
+            arg(
+                "--input",
+                dest="input_option",
+                metavar="INPUT",
+                type=Path,
+                help="the model file to read (or INPUT)",
+            ),
+            arg("--model", help="model id (synthetic: m + index, e.g. m00042)"),
+            arg("--synthetic", action="store_true", help="generate synthetic model --model"),
+            SPHERE,
+            arg("--progress", action="store_true", help="tqdm bar over rotations"),
+        ),
+    ),
+    Command(
         "cubes-many",
         cmd_cubes_many,
         "cube files of a block of models (skips those up to date)",
-        [synthetic, "cubes"],
-        ["seed"],
+        sections=(SYNTHETIC, "cubes"),
+        top=("seed",),
         writes=("outputs", "manifest"),
         reads=("inputs", "sphere"),
-    )
-    p.add_argument("--models", nargs="+", required=True, help="model ids")
-    p.add_argument("--outputs", type=Path, nargs="+", required=True, help="cube files, one per model")
-    p.add_argument("--inputs", type=Path, nargs="+", help="model files, one per model (not with --synthetic)")
-    p.add_argument("--synthetic", action="store_true", help="generate the synthetic models --models")
-    p.add_argument("--sphere", type=Path, required=True, help="sphere.json from `coemu sphere`")
-    p.add_argument("--manifest", type=Path, required=True, help="block manifest (JSON) written last")
-    p.add_argument("--progress", action="store_true", help="tqdm bar over models")
-
-    p = _command(
-        sub,
+        args=(
+            arg("--models", nargs="+", required=True, help="model ids"),
+            arg("--outputs", type=Path, nargs="+", required=True, help="cube files, one per model"),
+            arg("--inputs", type=Path, nargs="+", help="model files, one per model (not with --synthetic)"),
+            arg("--synthetic", action="store_true", help="generate the synthetic models --models"),
+            SPHERE,
+            arg("--manifest", type=Path, required=True, help="block manifest (JSON) written last"),
+            arg("--progress", action="store_true", help="tqdm bar over models"),
+        ),
+    ),
+    Command(
         "render",
         cmd_render,
         "LTE line images of every rotation of a cube file",
-        ["images"],
+        sections=("images",),
         writes=("output", "faceon"),
         reads=("cube",),
-    )
-    p.add_argument("cube", type=Path, help="cube netCDF file")
-    p.add_argument("output", type=Path, help="image netCDF file")
-    p.add_argument("--faceon", type=Path, help="also write rotation 0 at the line centre here")
-
-    p = _command(
-        sub,
+        args=(
+            arg("cube", type=Path, help="cube netCDF file"),
+            arg("output", type=Path, help="image netCDF file"),
+            arg("--faceon", type=Path, help="also write rotation 0 at the line centre here"),
+        ),
+    ),
+    Command(
         "render-many",
         cmd_render_many,
         "render several cube files in one process",
-        ["images"],
+        sections=("images",),
         writes=("images", "faceon", "manifest"),
         reads=("cubes",),
-    )
-    p.add_argument("--cubes", type=Path, nargs="+", required=True, help="cube netCDF files")
-    p.add_argument("--images", type=Path, nargs="+", required=True, help="image files, one per cube")
-    p.add_argument("--faceon", type=Path, nargs="+", help="face-on image files, one per cube")
-    p.add_argument("--manifest", type=Path, help="block manifest (JSON) written last")
-
-    p = _command(
-        sub,
+        args=(
+            arg("--cubes", type=Path, nargs="+", required=True, help="cube netCDF files"),
+            arg("--images", type=Path, nargs="+", required=True, help="image files, one per cube"),
+            arg("--faceon", type=Path, nargs="+", help="face-on image files, one per cube"),
+            arg("--manifest", type=Path, help="block manifest (JSON) written last"),
+        ),
+    ),
+    Command(
         "split",
         cmd_split,
         "train/validation/test split by model",
-        ["split"],
+        sections=("split",),
         writes=("output",),
         reads=("sphere",),
-    )
-    p.add_argument("sphere", type=Path, help="sphere.json (its models are split)")
-    p.add_argument("output", type=Path, help="split.json")
-
-    p = _command(
-        sub,
+        args=(
+            arg("sphere", type=Path, help="sphere.json (its models are split)"),
+            arg("output", type=Path, help="split.json"),
+        ),
+    ),
+    Command(
         "stats",
         cmd_stats,
         "global statistics on a Dask cluster",
-        ["dask", "preprocessing"],
+        sections=("dask", "preprocessing"),
         writes=("output",),
         reads=("split", "manifests", _manifest_files),
-    )
-    p.add_argument("split", type=Path, help="split.json")
-    p.add_argument("output", type=Path, help="global.json")
-    p.add_argument(
-        "--manifests", type=Path, nargs="+", required=True, help="image block manifests (every model's files)"
-    )
-    p.add_argument("--subset", default="train", help="split whose models are reduced (default train)")
-
-    p = _command(
-        sub,
+        args=(
+            arg("split", type=Path, help="split.json"),
+            arg("output", type=Path, help="global.json"),
+            MANIFESTS,
+            arg("--subset", default="train", help="split whose models are reduced (default train)"),
+        ),
+    ),
+    Command(
         "train",
         cmd_train,
         "pretrain or fine-tune an emulator (DDP under torchrun)",
-        ["training"],
+        sections=("training",),
         reads=TRAINED_INPUTS + ("init",),
         folder=("model.pt", "history.csv", "checkpoints/*.pt"),
-    )
-    p.add_argument("--stage", choices=settings.TRAINING_STAGES, required=True)
-    p.add_argument("--kind", help="emulator kind (default: the first of training.model.kind)")
-    _add_trained_inputs(p)
-    p.add_argument("--out", type=Path, required=True, help="folder for model.pt, history.csv, checkpoints/")
-    p.add_argument("--init", type=Path, help="model.pt whose matching tensors start the run (fine-tuning)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-
-    p = _command(
-        sub,
+        args=(
+            STAGE,
+            arg("--kind", help="emulator kind (default: the first of training.model.kind)"),
+            *TRAINED_ARGS,
+            arg("--out", type=Path, required=True, help="folder for model.pt, history.csv, checkpoints/"),
+            arg("--init", type=Path, help="model.pt whose matching tensors start the run (fine-tuning)"),
+            arg("--no-progress", action="store_true", help="no tqdm bar"),
+        ),
+    ),
+    Command(
         "evaluate",
         cmd_evaluate,
         "MaxRel, ZNCC, SSIM and figures on the test models",
-        ["evaluation", ("models", ("source",))],  # images (the solver's settings): from --config
-        ["seed"],
+        sections=("evaluation", ("models", ("source",))),  # images (the solver's settings): from --config
+        top=("seed",),
         reads=TRAINED_INPUTS + ("model", "history"),
         folder=("metrics.json", "table.md", "samples.nc", "*.png"),
-    )
-    p.add_argument("--stage", choices=settings.TRAINING_STAGES, required=True)
-    p.add_argument("--model", type=Path, required=True, help="model.pt from coemu train")
-    _add_trained_inputs(p)
-    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, samples.nc, figures")
-    p.add_argument("--history", type=Path, help="the run's history.csv (loss.png)")
-
-    p = _command(
-        sub,
+        args=(
+            STAGE,
+            arg("--model", type=Path, required=True, help="model.pt from coemu train"),
+            *TRAINED_ARGS,
+            arg("--out", type=Path, required=True, help="folder for metrics.json, samples.nc, figures"),
+            arg("--history", type=Path, help="the run's history.csv (loss.png)"),
+        ),
+    ),
+    Command(
         "compare",
         cmd_compare,
         "one table of several evaluations (emulator kinds)",
         writes=("out",),
         reads=("metrics",),
-    )
-    p.add_argument("metrics", type=Path, nargs="+", help="metrics.json files")
-    p.add_argument("--out", type=Path, required=True, help="markdown table to write")
-
-    p = _command(
-        sub,
+        args=(
+            arg("metrics", type=Path, nargs="+", help="metrics.json files"),
+            arg("--out", type=Path, required=True, help="markdown table to write"),
+        ),
+    ),
+    Command(
         "predict",
         cmd_predict,
         "images of a cube file by a trained emulator",
         writes=("output",),
         reads=("model", "cube"),
-    )
-    p.add_argument("model", type=Path, help="model.pt from coemu train")
-    p.add_argument("cube", type=Path, help="cube netCDF file (the cube contract, the emulator's grid)")
-    p.add_argument("output", type=Path, help="image netCDF file to write")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    p.add_argument("--batch-size", type=int, default=8, help="cubes per forward pass")
-
-    p = _command(
-        sub,
+        args=(
+            arg("model", type=Path, help="model.pt from coemu train"),
+            arg("cube", type=Path, help="cube netCDF file (the cube contract, the emulator's grid)"),
+            arg("output", type=Path, help="image netCDF file to write"),
+            arg("--device", default="cpu", choices=("cpu", "cuda", "auto")),
+            arg("--batch-size", type=int, default=8, help="cubes per forward pass"),
+        ),
+    ),
+    Command(
         "observe",
         cmd_observe,
         "a FITS cube of a model from any direction, at a distance, with a beam",
-        [synthetic, "cubes", "images", "observations"],
-        ["seed"],
+        sections=(SYNTHETIC, "cubes", "images", "observations"),
+        top=("seed",),
         writes=("output", _moment_maps),
         reads=("input", "sphere", "emulator"),
-    )
-    p.add_argument("output", type=Path, help="FITS file to write")
-    p.add_argument("--model", help="synthetic model id (m00003), with the config's seed and layout")
-    p.add_argument("--input", type=Path, help="a model file (*.nc point cloud or Magritte *.h5) instead")
-    p.add_argument("--inclination", type=float, default=0.0, help="deg; 0 = face-on (the cubes' rotation 0)")
-    p.add_argument("--position-angle", type=float, default=0.0, help="deg east of north of the orbital axis")
-    p.add_argument("--azimuth", type=float, default=0.0, help="deg about the orbital axis")
-    p.add_argument(
-        "--sphere", type=Path, help="sphere.json whose radius sets the cells (default: the model's)"
-    )
-    p.add_argument("--emulator", type=Path, help="render with this trained model.pt instead of the solver")
-    p.add_argument("--moments", action="store_true", help="also write OUTPUT's .mom0/.mom1/.mom2.fits")
-
-    p = _command(
-        sub,
+        args=(
+            arg("output", type=Path, help="FITS file to write"),
+            arg("--model", help="synthetic model id (m00003), with the config's seed and layout"),
+            arg("--input", type=Path, help="a model file (*.nc point cloud or Magritte *.h5) instead"),
+            arg("--inclination", type=float, default=0.0, help="deg; 0 = face-on (the cubes' rotation 0)"),
+            arg("--position-angle", type=float, default=0.0, help="deg east of north of the orbital axis"),
+            arg("--azimuth", type=float, default=0.0, help="deg about the orbital axis"),
+            arg("--sphere", type=Path, help="sphere.json whose radius sets the cells (default: the model's)"),
+            arg("--emulator", type=Path, help="render with this trained model.pt instead of the solver"),
+            arg("--moments", action="store_true", help="also write OUTPUT's .mom0/.mom1/.mom2.fits"),
+        ),
+    ),
+    Command(
         "export-observations",
         cmd_export_observations,
         "the test models' images as FITS cubes and moment-0 maps",
-        ["observations"],
+        sections=("observations",),
         reads=("split", "manifests", _manifest_files),
         folder=("manifest.json", "*.png", "*/r*.fits"),
-    )
-    p.add_argument("--split", type=Path, required=True, help="split.json")
-    p.add_argument(
-        "--manifests", type=Path, nargs="+", required=True, help="image block manifests (every model's files)"
-    )
-    p.add_argument("--out", type=Path, required=True, help="folder for the FITS files and figures")
-
-    p = _command(
-        sub,
+        args=(
+            arg("--split", type=Path, required=True, help="split.json"),
+            MANIFESTS,
+            arg("--out", type=Path, required=True, help="folder for the FITS files and figures"),
+        ),
+    ),
+    Command(
         "fit",
         cmd_fit,
         "fit model families to an observation: posterior, evidence, Bayes factor",
-        ["fit", ("images", ("molecule", "transition", "datafile", "v_turbulence", "background"))],
-        ["seed"],
+        sections=("fit", ("images", ("molecule", "transition", "datafile", "v_turbulence", "background"))),
+        top=("seed",),
         reads=("observation", "emulator"),
         folder=("summary.json", "summary.md", "summary.tsv", "*.posterior.nc", "*.png"),
-    )
-    p.add_argument(
-        "observation", type=Path, help="a FITS cube (coemu observe, the export) or an image netCDF"
-    )
-    p.add_argument("--out", type=Path, required=True, help="folder for summary.json, posteriors, figures")
-    p.add_argument("--truth", help="synthetic model id (m00003): its values fix the parameters not fitted")
-    p.add_argument("--fixed", nargs="+", metavar="NAME=VALUE", help="values of parameters not fitted")
-    p.add_argument("--emulator", type=Path, help="model.pt, the forward model with --backend emulator")
-    p.add_argument("--distance", type=float, help="pc (default: the header's DISTPC)")
-    p.add_argument("--v-sys", type=float, help="systemic velocity, km/s (default: the header's VSYS, else 0)")
-    p.add_argument("--rotation", type=int, default=0, help="rotation of an image netCDF")
-
-    p = _command(
-        sub,
+        args=(
+            arg("observation", type=Path, help="a FITS cube (coemu observe, the export) or an image netCDF"),
+            arg("--out", type=Path, required=True, help="folder for summary.json, posteriors, figures"),
+            arg("--truth", help="synthetic model id (m00003): its values fix the parameters not fitted"),
+            arg("--fixed", nargs="+", metavar="NAME=VALUE", help="values of parameters not fitted"),
+            arg("--emulator", type=Path, help="model.pt, the forward model with --backend emulator"),
+            arg("--distance", type=float, help="pc (default: the header's DISTPC)"),
+            arg("--v-sys", type=float, help="systemic velocity, km/s (default: the header's VSYS, else 0)"),
+            arg("--rotation", type=int, default=0, help="rotation of an image netCDF"),
+        ),
+    ),
+    Command(
         "timing",
         cmd_timing,
         "ms per image: solver, emulator, pomme",
-        ["timing"],
+        sections=("timing",),
         reads=TRAINED_INPUTS + ("models",),
         folder=("timing.csv", "timing.md"),
-    )
-    p.add_argument(
-        "--models", type=Path, nargs="+", required=True, help="model.pt files (pretrain, finetune)"
-    )
-    _add_trained_inputs(p)
-    p.add_argument("--out", type=Path, required=True, help="folder for timing.csv and timing.md")
+        args=(
+            arg("--models", type=Path, nargs="+", required=True, help="model.pt files (pretrain, finetune)"),
+            *TRAINED_ARGS,
+            arg("--out", type=Path, required=True, help="folder for timing.csv and timing.md"),
+        ),
+    ),
+    Command(
+        "check-run",
+        cmd_check_run,
+        "check a finished run against the README's figures",
+        args=_check_run_args,
+        plain=True,
+    ),
+)
 
-    _add_check_run(sub)
+
+def build_parser() -> argparse.ArgumentParser:
+    """``coemu``'s parser: one subparser per entry of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="coemu", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_to(sub)
     return parser
 
 

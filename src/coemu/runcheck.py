@@ -2,7 +2,8 @@
 
 After ``snakemake`` (README command 1) the run's folder holds ``results/``; this
 check lists every output the configuration asks for and reads the fine-tuned
-emulator's figures from ``results/evaluation/finetune/metrics.json``. It fails
+emulator's figures from ``results/evaluation/{kind}/finetune/metrics.json`` (the first
+kind of ``training.model.kind``). It fails
 when an output is missing or empty, or when a figure falls below its bar:
 
 * the emulator's ZNCC mean >= 0.95 and MaxRel median <= 10 % (the default
@@ -40,7 +41,6 @@ BARS = {
     "max_data_maxrel": 0.5,  # the data's own error, MaxRel median, percent
 }
 
-TRAINING_STAGES = ("pretrain", "finetune")
 EVALUATION_FILES = ("metrics.json", "samples.nc", "table.md", "cdf.png", "examples.png", "spectra.png")
 EVALUATION_FILES += ("loss.png",)
 
@@ -102,11 +102,6 @@ def read_run_config(run_dir: Path, configfiles: Sequence[Path] = ()) -> dict:
     return completed
 
 
-def _kind_dir(top: str, kinds: Sequence[str], kind: str, stage: str) -> str:
-    """results/{top}/{stage} for the pipeline's (first) kind, results/{top}/{kind}/{stage} otherwise."""
-    return f"results/{top}/{stage}" if kind == kinds[0] else f"results/{top}/{kind}/{stage}"
-
-
 def expected_outputs(run_dir: Path, config: Mapping[str, Any]) -> list[str]:
     """Every file the run's ``rule all`` asks for, with the per-model files of every block,
     relative to ``run_dir`` (the observation files as the export's manifest lists them)."""
@@ -120,10 +115,9 @@ def expected_outputs(run_dir: Path, config: Mapping[str, Any]) -> list[str]:
     paths += [f"results/{kind}/{model}.nc" for model in models for kind in ("cubes", "images", "faceon")]
     kinds = settings.emulator_kinds(config["training"])
     for kind in kinds:
-        for stage in TRAINING_STAGES:
-            train = _kind_dir("train", kinds, kind, stage)
-            paths += [f"{train}/model.pt", f"{train}/history.csv"]
-            paths += [f"{_kind_dir('evaluation', kinds, kind, stage)}/{name}" for name in EVALUATION_FILES]
+        for stage in settings.TRAINING_STAGES:
+            paths += [f"results/train/{kind}/{stage}/{name}" for name in ("model.pt", "history.csv")]
+            paths += [f"results/evaluation/{kind}/{stage}/{name}" for name in EVALUATION_FILES]
     paths += ["results/timing/timing.csv", "results/timing/timing.md"]
     if len(kinds) > 1:
         paths.append("results/evaluation/kinds.md")
@@ -168,7 +162,7 @@ def check_run(
     check.missing = [p for p in paths if not (run_dir / p).is_file() or (run_dir / p).stat().st_size == 0]
 
     kind = settings.emulator_kinds(config["training"])[0]
-    metrics_path = run_dir / "results/evaluation/finetune/metrics.json"
+    metrics_path = run_dir / f"results/evaluation/{kind}/finetune/metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     where = f"({kind}, finetune)"
     _bar(check, f"emulator ZNCC mean {where}", metrics.get("zncc_mean"), ">=", bars["min_zncc"])

@@ -1,10 +1,14 @@
 """The configuration: one schema for the pipeline and for ``coemu`` run by hand.
 
 ``config.schema.yaml`` (beside this module, shipped with the package) is the one
-source of every setting and its default:
+source of every setting and its default, and the defaults are the embedded default
+run (config/config.yaml repeats none of them; config/paper.yaml sets only what the
+paper's scale changes):
 
 * the workflow validates its config against it (``snakemake.utils.validate``)
-  and calls :func:`check` before any job runs;
+  and calls :func:`check` before any job runs: the cross-field checks, section by
+  section; the observation settings' one validation (:func:`check_observations`) is
+  also the API's (``coemu.observe.fits.ObservationSettings``);
 * each rule passes the sections its stage reads (:func:`stage_config`) as one
   JSON document to ``coemu <subcommand> --config``;
 * the subcommands' per-setting options (``--channels``, ``--rotations``, ...)
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -50,7 +55,7 @@ def schema() -> dict:
     return copy.deepcopy(_schema())
 
 
-def _validator():
+def _fill_defaults_validator():
     from jsonschema import Draft202012Validator, validators
 
     properties = Draft202012Validator.VALIDATORS["properties"]
@@ -62,7 +67,33 @@ def _validator():
                     instance.setdefault(name, copy.deepcopy(prop["default"]))
         yield from properties(validator, props, instance, sub_schema)
 
-    return validators.extend(Draft202012Validator, {"properties": fill_defaults})(_schema())
+    return validators.extend(Draft202012Validator, {"properties": fill_defaults})
+
+
+def _validator():
+    return _fill_defaults_validator()(_schema())
+
+
+@cache
+def _section_validator(name: str):
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(_schema()["properties"][name])
+
+
+def _first_error(validator, instance) -> tuple[str | None, str] | None:
+    """(key path within ``instance``, or None for the whole; the problem) of the most relevant
+    schema error, or None when there is none."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    if error.validator == "enum":  # 'mJy' is not one of Jy/pixel, Jy/beam, K
+        problem = f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    else:
+        problem = error.message
+    return ".".join(str(p) for p in error.absolute_path) or None, problem
 
 
 def complete(config: Mapping[str, Any] | None = None, source: str | Path | None = None) -> dict:
@@ -70,15 +101,11 @@ def complete(config: Mapping[str, Any] | None = None, source: str | Path | None 
 
     Raises:
         CoemuInputError: naming ``source`` (the config file, if any) and the key, e.g.
-            ``config.yaml: variable 'cubes.rotations': 0 is less than the minimum of 1``.
+            ``config.yaml: config key 'cubes.rotations': 0 is less than the minimum of 1``.
     """
     out = copy.deepcopy(dict(config or {}))
-    from jsonschema.exceptions import best_match
-
-    error = best_match(_validator().iter_errors(out))
-    if error is not None:
-        key = ".".join(str(p) for p in error.absolute_path) or "config"
-        raise CoemuInputError(source, key, error.message, kind=CONFIG_KEY)
+    if (error := _first_error(_validator(), out)) is not None:
+        raise CoemuInputError(source, error[0] or "config", error[1], kind=CONFIG_KEY)
     return _as_schema_types(_schema(), out)
 
 
@@ -116,6 +143,144 @@ def training_gpus(training: Mapping[str, Any]) -> int:
     return int(training["gpus"]) if training["device"] != "cpu" else 0
 
 
+# --- cross-field checks ------------------------------------------------------------------------
+
+
+def _problem(key: str, problem: str) -> CoemuInputError:
+    """A config check's error; :func:`check` adds the config file's name."""
+    return CoemuInputError(None, key, problem, kind=CONFIG_KEY)
+
+
+def check_observations(values: Mapping[str, Any]) -> None:
+    """The one validation of the observation settings: the pipeline's :func:`check` and the
+    API (:class:`coemu.observe.fits.ObservationSettings`, :func:`coemu.observe.fits.observation`)
+    both run it. Every value against the schema's ``observations`` section (types, ranges: a
+    distance > 0 pc, RA in [0, 360) deg, Dec in [-90, 90] deg, beam axes > 0 arcsec, noise
+    >= 0; the names of the units, temperature scales and spectral axes), every number finite,
+    then the rules between them: Jy/beam needs a beam, the beam's minor axis is at most its
+    major axis, clipping needs the noise rms. What depends on the image's pixel (a beam
+    smaller than a pixel) is checked where the pixel is known
+    (:meth:`~coemu.observe.fits.ObservationSettings.check`).
+
+    Light: the Snakefile's check runs it (no astropy, no torch).
+
+    Args:
+        values: every setting of the section (a completed ``observations`` section, or the
+            fields of an ObservationSettings).
+
+    Raises:
+        CoemuInputError: naming the setting as its key in the section (``distance``; :func:`check`
+            reports it as ``observations.distance``), with no file (the caller's to add).
+    """
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CoemuInputError(None, name, f"{value} is not a finite number")
+    if (error := _first_error(_section_validator("observations"), dict(values))) is not None:
+        raise CoemuInputError(None, error[0] or "observations", error[1])
+    major, minor = values["beam_major"], values["beam_minor"]
+    if major is None and values["unit"] == "Jy/beam":
+        raise CoemuInputError(None, "beam_major", "is null (no beam), but unit is Jy/beam")
+    if minor is not None and major is not None and minor > major:
+        raise CoemuInputError(None, "beam_minor", f"{minor} arcsec is larger than beam_major {major}")
+    if values["clip"] is not None and not values["noise"]:
+        raise CoemuInputError(None, "clip", "clipping at n sigma needs the noise rms (noise)")
+
+
+def _check_models(config: Mapping[str, Any]) -> None:
+    models = config.get("models")
+    if models and models["source"] == "synthetic" and models.get("directory"):
+        raise _problem(
+            "models.directory", "is set, but models.source is synthetic (set source: directory to use it)"
+        )
+
+
+def _check_split(config: Mapping[str, Any]) -> None:
+    if split := config.get("split"):
+        total = split["train"] + split["validation"] + split["test"]
+        if abs(total - 1) > 1e-9:
+            raise _problem("split", f"train + validation + test = {total:g}: the fractions must sum to 1")
+
+
+def _check_cubes(config: Mapping[str, Any]) -> None:
+    cubes = config.get("cubes")
+    if cubes and cubes["grid"] > cubes["box_cells"]:
+        raise _problem(
+            "cubes.grid",
+            f"{cubes['grid']} central cells cannot be kept of cubes.box_cells {cubes['box_cells']}",
+        )
+
+
+def _check_training_jobs(config: Mapping[str, Any]) -> None:
+    """How the workflow sizes the training jobs: GPUs for the device, the global batch sizes
+    over the processes."""
+    if not (training := config.get("training")):
+        return
+    if training["device"] == "cpu" and training["gpus"] > 0:
+        raise _problem("training.gpus", f"asks for {training['gpus']} GPUs, but training.device is cpu")
+    if training["device"] == "cuda" and training["gpus"] == 0:
+        raise _problem("training.gpus", "is 0, but training.device is cuda: the job would get no GPU")
+    n = training_processes(training)
+    by = "training.gpus" if training_gpus(training) else "training.processes"
+    for stage in TRAINING_STAGES:
+        batch = training[stage]["batch_size"]
+        if batch % n:
+            raise _problem(
+                f"training.{stage}.batch_size", f"{batch} is not divisible by the {n} processes ({by})"
+            )
+
+
+def _check_observations(config: Mapping[str, Any]) -> None:
+    """:func:`check_observations` (as ``observations.<key>``), and a test split to export."""
+    if not (obs := config.get("observations")):
+        return
+    try:
+        check_observations(obs)
+    except CoemuInputError as err:
+        raise _problem(f"observations.{err.variable}", err.problem) from None
+    split = config.get("split")
+    if obs["export"] and split and split["test"] == 0:
+        raise _problem("observations.export", "exports the test models' images, but split.test is 0")
+
+
+def _check_fit(config: Mapping[str, Any]) -> None:
+    """A fit in the pipeline needs a noisy exported observation; ``fit.free`` names fitted
+    families and their parameters."""
+    if not (fit := config.get("fit")):
+        return
+    obs = config.get("observations")
+    if fit["enabled"] and not (obs and obs["export"]):
+        raise _problem(
+            "fit.enabled", "fits the exported observation of a test model, but observations.export is off"
+        )
+    if fit["enabled"] and not obs["noise"]:
+        raise _problem("fit.enabled", "a fit needs a noisy mock: set observations.noise (rms per channel)")
+    if not fit["free"]:
+        return
+    from coemu.fit.family import Family  # imports torch: only when there is something to check
+
+    for family, free in fit["free"].items():
+        if family not in fit["families"]:
+            raise _problem(f"fit.free.{family}", f"is not one of fit.families {fit['families']}")
+        try:
+            Family.make(family, free)
+        except CoemuInputError as err:
+            raise _problem(f"fit.free.{family}", err.problem) from None
+
+
+def _check_emulator_grid(config: Mapping[str, Any]) -> None:
+    training, cubes = config.get("training"), config.get("cubes")
+    if training and cubes and cubes["grid"] % 8 and "coemunet" in emulator_kinds(training):
+        raise _problem(
+            "cubes.grid", f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)"
+        )
+
+
+def _check_paths(config: Mapping[str, Any], workdir: Path) -> None:
+    for key, path, folder in named_paths(config):
+        if problem := _path_problem(path, folder, workdir):
+            raise _problem(key, problem)
+
+
 def check(
     config: Mapping[str, Any],
     source: str | Path | None = None,
@@ -123,7 +288,8 @@ def check(
     jobs: bool = True,
     workdir: str | Path | None = None,
 ) -> None:
-    """Cross-field checks the schema cannot express, on a completed config.
+    """Cross-field checks the schema cannot express, on a completed config, section by section
+    (the first problem found is raised).
 
     Args:
         sections: check only these sections and the pairs among them (default: all).
@@ -138,69 +304,14 @@ def check(
     """
     if sections is not None:
         config = {k: v for k, v in config.items() if k in set(sections)}
-
-    def fail(key: str, problem: str):
-        raise CoemuInputError(source, key, problem, kind=CONFIG_KEY)
-
-    models = config.get("models")
-    if models and models["source"] == "synthetic" and models.get("directory"):
-        fail("models.directory", "is set, but models.source is synthetic (set source: directory to use it)")
-    if split := config.get("split"):
-        total = split["train"] + split["validation"] + split["test"]
-        if abs(total - 1) > 1e-9:
-            fail("split", f"train + validation + test = {total:g}: the fractions must sum to 1")
-    cubes = config.get("cubes")
-    if cubes and cubes["grid"] > cubes["box_cells"]:
-        fail(
-            "cubes.grid",
-            f"{cubes['grid']} central cells cannot be kept of cubes.box_cells {cubes['box_cells']}",
-        )
-    if (training := config.get("training")) and jobs:
-        if training["device"] == "cpu" and training["gpus"] > 0:
-            fail("training.gpus", f"asks for {training['gpus']} GPUs, but training.device is cpu")
-        if training["device"] == "cuda" and training["gpus"] == 0:
-            fail("training.gpus", "is 0, but training.device is cuda: the job would get no GPU")
-        n = training_processes(training)
-        by = "training.gpus" if training_gpus(training) else "training.processes"
-        for stage in TRAINING_STAGES:
-            batch = training[stage]["batch_size"]
-            if batch % n:
-                fail(f"training.{stage}.batch_size", f"{batch} is not divisible by the {n} processes ({by})")
-    if obs := config.get("observations"):
-        if obs["unit"] == "Jy/beam" and obs["beam_major"] is None:
-            fail("observations.beam_major", "is null (no beam), but observations.unit is Jy/beam")
-        if (
-            obs["beam_minor"] is not None
-            and obs["beam_major"] is not None
-            and obs["beam_minor"] > obs["beam_major"]
-        ):
-            fail("observations.beam_minor", f"{obs['beam_minor']} arcsec is larger than beam_major")
-        if obs["clip"] is not None and not obs["noise"]:
-            fail("observations.clip", "clipping at n sigma needs the noise rms (observations.noise)")
-        if obs["export"] and split and split["test"] == 0:
-            fail("observations.export", "exports the test models' images, but split.test is 0")
-    if (fit := config.get("fit")) and fit["enabled"]:
-        if not (obs and obs["export"]):
-            fail(
-                "fit.enabled", "fits the exported observation of a test model, but observations.export is off"
-            )
-        elif not obs["noise"]:
-            fail("fit.enabled", "a fit needs a noisy mock: set observations.noise (rms per channel)")
-    if (fit := config.get("fit")) and fit["free"]:
-        from coemu.fit.family import Family  # imports torch: only when there is something to check
-
-        for family, free in (fit["free"] or {}).items():
-            if family not in fit["families"]:
-                fail(f"fit.free.{family}", f"is not one of fit.families {fit['families']}")
-            try:
-                Family.make(family, free)
-            except CoemuInputError as err:
-                fail(f"fit.free.{family}", err.problem)
-    if training and cubes and cubes["grid"] % 8 and "coemunet" in emulator_kinds(training):
-        fail("cubes.grid", f"{cubes['grid']}: COEmuNet needs a multiple of 8 (its decoder upsamples 3 times)")
-    for key, path, folder in named_paths(config):
-        if problem := _path_problem(path, folder, Path.cwd() if workdir is None else Path(workdir)):
-            fail(key, problem)
+    checks = [_check_models, _check_split, _check_cubes]
+    checks += [_check_training_jobs] * jobs + [_check_observations, _check_fit, _check_emulator_grid]
+    try:
+        for one in checks:
+            one(config)
+        _check_paths(config, Path.cwd() if workdir is None else Path(workdir))
+    except CoemuInputError as err:
+        raise CoemuInputError(source, err.variable, err.problem, kind=CONFIG_KEY) from None
 
 
 def named_paths(config: Mapping[str, Any]) -> list[tuple[str, str, bool]]:

@@ -23,8 +23,8 @@ SYNTHETIC = config["models"]["source"] == "synthetic"
 
 wildcard_constraints:
     block="b[0-9]+",
-    stage="pretrain|finetune",
-    kind="|".join(settings.emulator_kinds(config["training"])[1:]) or "(?!)",
+    stage="|".join(settings.TRAINING_STAGES),
+    kind="|".join(settings.emulator_kinds(config["training"])),
 
 
 # Model id -> file path (source directory), listed once: an input function that
@@ -120,10 +120,12 @@ DASK_MEM_MB = resources.dask_mem_mb(
 
 # Training: torchrun runs one process per GPU, or `processes` CPU processes (gloo).
 TRAIN = config["training"]
-# Emulator kinds: the first is the pipeline's (results/train/{stage}/); every other one
-# is trained and evaluated beside it (results/train/{kind}/{stage}/) and compared.
+# Emulator kinds: every kind is trained and evaluated under results/{train,evaluation}/
+# {kind}/{stage}/; the first (EMULATOR) is the pipeline's: the timing, the fit and check-run
+# use it, and the others are compared with it (results/evaluation/kinds.md).
 KINDS = settings.emulator_kinds(TRAIN)
-OTHER_KINDS = KINDS[1:]
+EMULATOR = KINDS[0]
+STAGES = list(settings.TRAINING_STAGES)
 TRAIN_GPUS = settings.training_gpus(TRAIN)
 TRAIN_NPROC = settings.training_processes(TRAIN)
 TRAIN_THREADS = (
@@ -133,51 +135,28 @@ TRAIN_THREADS = (
 )
 
 
-def train_dir(kind, stage):
-    """Where a kind's stage is trained: results/train/{stage} for the first kind."""
-    return (
-        f"results/train/{stage}"
-        if kind == KINDS[0]
-        else f"results/train/{kind}/{stage}"
-    )
-
-
-def evaluation_dir(kind, stage):
-    """Where a kind's stage is evaluated: results/evaluation/{stage} for the first kind."""
-    return (
-        f"results/evaluation/{stage}"
-        if kind == KINDS[0]
-        else f"results/evaluation/{kind}/{stage}"
-    )
-
-
-def pretrained_of(wildcards):
-    """Fine-tuning starts from the same kind's pretrained model."""
+def pretrained_model(wildcards):
+    """Fine-tuning starts from the same kind's pretrained model; pretraining from nothing."""
     if wildcards.stage == "pretrain":
-        return {}
-    return {"pretrained": f"{train_dir(wildcards.kind, 'pretrain')}/model.pt"}
+        return []
+    return expand(rules.train.output.model, kind=wildcards.kind, stage="pretrain")
+
+
+def evaluation_figure(name, caption):
+    """An evaluation output shown in the report under its kind and stage."""
+    return report(
+        f"results/evaluation/{{kind}}/{{stage}}/{name}",
+        caption=f"../report/{caption}.rst",
+        category="Evaluation",
+        subcategory="{kind} {stage}",
+    )
 
 
 # SLURM: --gpus=N --cpus-per-gpu=C for GPU jobs (0: not a GPU job, --cpus-per-task=threads).
 TRAIN_CPUS_PER_GPU = TRAIN["cpus_per_gpu"] if TRAIN_GPUS else 0
-# The same command for both stages; fine-tuning adds --init (the pretrained model).
-TRAIN_SHELL = (
-    "OMP_NUM_THREADS=$(( {threads} / {params.nproc} > 0 ? {threads} / {params.nproc} : 1 ))"
-    " torchrun --standalone --nproc-per-node {params.nproc}"
-    " --signals-to-handle {params.signals} --no-python coemu train --stage {params.stage}"
-    " --split {input.split:q} --stats {input.stats:q} --manifests {input.blocks:q}"
-    " --out {params.out:q} {params.init:q} --kind {params.kind:q} --config {params.config:q}"
-    " --no-progress"
-    " > {log:q} 2>&1"
-)
 # torchrun forwards these to the training processes (SIGUSR1: SLURM's time-limit warning).
 TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 
-EVALUATE_SHELL = (
-    "OMP_NUM_THREADS={threads} coemu evaluate --stage {wildcards.stage} --model {input.model:q}"
-    " --history {input.history:q} --split {input.split:q} --stats {input.stats:q}"
-    " --manifests {input.blocks:q} --out {params.out:q} --config {params.config:q} > {log:q} 2>&1"
-)
 EVALUATION_GPUS = 1 if config["evaluation"]["device"] == "cuda" else 0
 # Timing: CPU rows always, CUDA rows when asked for (the job then needs a GPU).
 TIMING_GPUS = 1 if config["timing"]["device"] == "cuda" else 0

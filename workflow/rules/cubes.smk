@@ -9,7 +9,7 @@
 rule cubes:
     input:
         models=block_model_files,
-        sphere="results/sphere.json",
+        sphere=rules.sphere.output.sphere,
         changed=changed_block("cubes"),
     output:
         manifest="results/blocks/cubes/{block}.json",

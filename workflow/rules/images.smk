@@ -8,7 +8,7 @@
 
 rule images:
     input:
-        cubes="results/blocks/cubes/{block}.json",
+        cubes=rules.cubes.output.manifest,
         datafile=LINE_DATAFILE,
         changed=changed_block("images"),
     output:

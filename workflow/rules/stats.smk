@@ -1,29 +1,10 @@
-# Split by model, then global statistics of the training models on a Dask cluster
-# (paper section 2.5.1); preprocessing uses them on the fly (coemu.data.transform).
-
-
-rule split:
-    input:
-        sphere="results/sphere.json",
-    output:
-        split="results/split.json",
-    log:
-        "logs/split.log",
-    conda:
-        "../../envs/coemu.yaml"
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        config=stage_config("split"),
-        code=CODE["stats"],
-    shell:
-        "coemu split {input.sphere:q} {output.split:q} --config {params.config:q} > {log:q} 2>&1"
+# Global statistics of the training models on a Dask cluster (paper section 2.5.1);
+# preprocessing uses them on the fly (coemu.data.transform).
 
 
 rule stats:
     input:
-        split="results/split.json",
+        split=rules.split.output.split,
         blocks=manifests("images"),
     output:
         stats="results/stats/global.json",

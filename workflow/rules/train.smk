@@ -1,81 +1,15 @@
-# The emulator (training.model.kind): pretraining on face-on single-channel images, then
-# fine-tuning on every rotation and channel (paper sections 2.5.2-2.5.3), DDP under
-# torchrun. model.pt is the declared output; checkpoints/ is not, so a rerun or a retry
-# resumes from it. Every further configured kind: the same two stages, rule train_kind.
+# Training of every emulator kind (training.model.kind) in two stages (paper sections
+# 2.5.2-2.5.3): pretraining on face-on single-channel images, then fine-tuning on every
+# rotation and channel from the same kind's pretrained model; DDP under torchrun.
+# model.pt is the declared output; checkpoints/ is not, so a rerun or a retry resumes
+# from it.
 
 
-rule pretrain:
+rule train:
     input:
-        split="results/split.json",
-        stats="results/stats/global.json",
-        blocks=manifests("images"),
-    output:
-        model="results/train/pretrain/model.pt",
-        history="results/train/pretrain/history.csv",
-    log:
-        "logs/train/pretrain.log",
-    benchmark:
-        "benchmarks/train/pretrain.tsv"
-    conda:
-        "../../envs/coemu.yaml"
-    threads: TRAIN_THREADS
-    resources:
-        mem_mb=TRAIN["mem_mb"],
-        runtime=TRAIN["pretrain"]["runtime"],
-        gpu=TRAIN_GPUS,
-        cpus_per_gpu=TRAIN_CPUS_PER_GPU,
-    params:
-        stage="pretrain",
-        kind=KINDS[0],
-        init=[],
-        out=lambda w, output: os.path.dirname(output.model),
-        nproc=TRAIN_NPROC,
-        config=stage_config("pretrain"),
-        signals=TORCHRUN_SIGNALS,
-        code=CODE["training"],
-    shell:
-        TRAIN_SHELL
-
-
-rule finetune:
-    input:
-        pretrained="results/train/pretrain/model.pt",
-        split="results/split.json",
-        stats="results/stats/global.json",
-        blocks=manifests("images"),
-    output:
-        model="results/train/finetune/model.pt",
-        history="results/train/finetune/history.csv",
-    log:
-        "logs/train/finetune.log",
-    benchmark:
-        "benchmarks/train/finetune.tsv"
-    conda:
-        "../../envs/coemu.yaml"
-    threads: TRAIN_THREADS
-    resources:
-        mem_mb=TRAIN["mem_mb"],
-        runtime=TRAIN["finetune"]["runtime"],
-        gpu=TRAIN_GPUS,
-        cpus_per_gpu=TRAIN_CPUS_PER_GPU,
-    params:
-        stage="finetune",
-        kind=KINDS[0],
-        init=lambda w, input: ["--init", input.pretrained],
-        out=lambda w, output: os.path.dirname(output.model),
-        nproc=TRAIN_NPROC,
-        config=stage_config("finetune"),
-        signals=TORCHRUN_SIGNALS,
-        code=CODE["training"],
-    shell:
-        TRAIN_SHELL
-
-
-rule train_kind:
-    input:
-        unpack(pretrained_of),
-        split="results/split.json",
-        stats="results/stats/global.json",
+        pretrained=pretrained_model,
+        split=rules.split.output.split,
+        stats=rules.stats.output.stats,
         blocks=manifests("images"),
     output:
         model="results/train/{kind}/{stage}/model.pt",
@@ -93,10 +27,8 @@ rule train_kind:
         gpu=TRAIN_GPUS,
         cpus_per_gpu=TRAIN_CPUS_PER_GPU,
     params:
-        stage=lambda w: w.stage,
-        kind=lambda w: w.kind,
         init=lambda w, input: (
-            ["--init", input.pretrained] if w.stage == "finetune" else []
+            ["--init", *input.pretrained] if input.pretrained else []
         ),
         out=lambda w, output: os.path.dirname(output.model),
         nproc=TRAIN_NPROC,
@@ -104,4 +36,9 @@ rule train_kind:
         signals=TORCHRUN_SIGNALS,
         code=CODE["training"],
     shell:
-        TRAIN_SHELL
+        "OMP_NUM_THREADS=$(( {threads} / {params.nproc} > 0 ? {threads} / {params.nproc} : 1 ))"
+        " torchrun --standalone --nproc-per-node {params.nproc}"
+        " --signals-to-handle {params.signals} --no-python coemu train --stage {wildcards.stage}"
+        " --split {input.split:q} --stats {input.stats:q} --manifests {input.blocks:q}"
+        " --out {params.out:q} {params.init:q} --kind {wildcards.kind:q}"
+        " --config {params.config:q} --no-progress > {log:q} 2>&1"

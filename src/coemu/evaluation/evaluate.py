@@ -167,47 +167,28 @@ def evaluate(
     """
     out_dir = Path(out_dir)
     dev = resolve_device(settings["device"])
-    split = read_json(split_path)
-    prep = Preprocessing.from_file(stats)
-    if not split.get("test"):
-        raise CoemuInputError(split_path, "test", "no test models")
-    files = read_manifests(manifests)
-    dataset = EmulatorDataset(split["test"], files, prep, stage, source=split_path, physical_inputs=True)
+    test_models, files, prep, dataset = _test_set(stage, split_path, stats, manifests)
     model = load_emulator(model_path, prep, stats, dev)
     target, prediction, physical_p = predict(model, dataset, settings["batch_size"], dev)
     physical_t = prep.intensity_inverse(target.double())
-    per_channel = {
-        "maxrel_percent": maxrel_percent(physical_t, physical_p, prep.intensity_floor, True).numpy(),
-        "zncc": zncc(target.double(), prediction.double(), True).numpy(),
-        "ssim": ssim(target, prediction, True).double().numpy(),
-    }
+    per_channel = per_channel_metrics(target, prediction, physical_t, physical_p, prep.intensity_floor)
     values = {k: v.mean(axis=1) for k, v in per_channel.items()}
     velocities = model.data.channel_velocities
-    samples = xr.Dataset(
-        {k: ("sample", v) for k, v in values.items()}
-        | {f"{k}_per_channel": (("sample", "velocity"), v) for k, v in per_channel.items()}
-        | {
-            "model": ("sample", [m for m, _ in dataset.index]),
-            "rotation": ("sample", [r for _, r in dataset.index]),
-        }
+    write_netcdf_atomic(
+        samples_dataset(values, per_channel, dataset.index, velocities), out_dir / "samples.nc"
     )
-    samples["maxrel_percent"].attrs = {"units": "percent", "long_name": "MaxRel (paper eq. 30)"}
-    samples["zncc"].attrs = {"units": "1", "long_name": "ZNCC averaged over channels (eq. 31-32)"}
-    samples["ssim"].attrs = {"units": "1", "long_name": "SSIM averaged over channels (eq. 33-36)"}
-    samples = samples.assign_coords(velocity=("velocity", velocities, {"units": "m s-1"}))
-    write_netcdf_atomic(samples, out_dir / "samples.nc")
     summary = summarise(values, per_channel) | {
         "stage": stage,
         "kind": model.kind,
-        "test_models": split["test"],
-        "n_test_models": len(split["test"]),
+        "test_models": test_models,
+        "n_test_models": len(test_models),
     }
     if data_reference is not None and settings["data_error_samples"] > 0:
         from coemu.evaluation.fidelity import data_error
 
         seed, solver = data_reference
         data = data_error(
-            split["test"], files, seed, solver, settings["data_error_samples"], faceon=stage == "pretrain"
+            test_models, files, seed, solver, settings["data_error_samples"], faceon=stage == "pretrain"
         )
         summary |= data or {}
     write_json_atomic(summary, out_dir / "metrics.json")
@@ -224,9 +205,74 @@ def evaluate(
         summary["zncc_mean"],
         summary["ssim_mean"],
         summary["n_samples"],
-        len(split["test"]),
+        len(test_models),
     )
     return summary
+
+
+def _test_set(
+    stage: str, split_path: str | Path, stats: str | Path, manifests: list[str | Path]
+) -> tuple[list[str], dict, Preprocessing, EmulatorDataset]:
+    """The test models of ``split_path``, every model's files, the preprocessing of ``stats`` and
+    the test samples (physical input cubes, normalised targets).
+
+    Raises:
+        CoemuInputError: the split has no test models.
+    """
+    split = read_json(split_path)
+    prep = Preprocessing.from_file(stats)
+    if not split.get("test"):
+        raise CoemuInputError(split_path, "test", "no test models")
+    files = read_manifests(manifests)
+    dataset = EmulatorDataset(split["test"], files, prep, stage, source=split_path, physical_inputs=True)
+    return split["test"], files, prep, dataset
+
+
+def per_channel_metrics(
+    target: torch.Tensor,
+    prediction: torch.Tensor,
+    physical_target: torch.Tensor,
+    physical_prediction: torch.Tensor,
+    intensity_floor: float,
+) -> dict[str, np.ndarray]:
+    """MaxRel (%, of the intensities), ZNCC and SSIM (of the normalised images) per sample and channel.
+
+    Args:
+        target, prediction: normalised images (samples, n_freq, G, G).
+        physical_target, physical_prediction: the same in W m-2 Hz-1 sr-1 (float64).
+        intensity_floor: W m-2 Hz-1 sr-1, the transform's floor (MaxRel's peaks at least it).
+
+    Returns:
+        ``maxrel_percent``, ``zncc``, ``ssim``: (samples, n_freq) float64 arrays.
+    """
+    return {
+        "maxrel_percent": maxrel_percent(physical_target, physical_prediction, intensity_floor, True).numpy(),
+        "zncc": zncc(target.double(), prediction.double(), True).numpy(),
+        "ssim": ssim(target, prediction, True).double().numpy(),
+    }
+
+
+def samples_dataset(
+    values: dict[str, np.ndarray],
+    per_channel: dict[str, np.ndarray],
+    index: list[tuple[str, int]],
+    velocities: list[float],
+) -> xr.Dataset:
+    """The contents of samples.nc: each metric per sample (``values``, (samples,)) and per sample
+    and channel (``per_channel``, (samples, n_freq)), the model id and rotation of each sample
+    (``index``) and the channels' velocities (m s-1)."""
+    samples = xr.Dataset(
+        {k: ("sample", v) for k, v in values.items()}
+        | {f"{k}_per_channel": (("sample", "velocity"), v) for k, v in per_channel.items()}
+        | {
+            "model": ("sample", [m for m, _ in index]),
+            "rotation": ("sample", [r for _, r in index]),
+        }
+    )
+    samples["maxrel_percent"].attrs = {"units": "percent", "long_name": "MaxRel (paper eq. 30)"}
+    samples["zncc"].attrs = {"units": "1", "long_name": "ZNCC averaged over channels (eq. 31-32)"}
+    samples["ssim"].attrs = {"units": "1", "long_name": "SSIM averaged over channels (eq. 33-36)"}
+    return samples.assign_coords(velocity=("velocity", velocities, {"units": "m s-1"}))
 
 
 def _save(fig, path: Path) -> None:

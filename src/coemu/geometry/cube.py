@@ -64,6 +64,36 @@ def make_cubes(
     """
     if method not in METHODS:
         raise ValueError(f"unknown regridding method '{method}' (known: {', '.join(METHODS)})")
+    position, velocity, values = trimmed_points(model, radius)
+    geometry = CubeGeometry(radius, box_cells, grid)
+    if matrices is None:
+        matrices = rotation_matrices(seed, model.name, n_rotations)
+    elif np.shape(matrices) != (n_rotations, 3, 3):
+        raise ValueError(f"matrices of shape {np.shape(matrices)} for {n_rotations} rotations")
+    rotations = range(n_rotations)
+    if progress:
+        from tqdm import tqdm
+
+        rotations = tqdm(rotations, desc=f"cubes {model.name}", unit="rot")
+    regrid = _regrid_reconstruct if method == "reconstruct" else _regrid_nearest
+    shape = (n_rotations, grid, grid, grid)
+    out = {name: np.empty(shape, dtype=np.float32) for name in CUBE_VARIABLES}
+    for r, fields in zip(rotations, regrid(position, velocity, values, geometry, matrices), strict=True):
+        for name in CUBE_VARIABLES:
+            out[name][r] = fields[name]
+    return cube_dataset(out, matrices, geometry, model.name)
+
+
+def trimmed_points(model: HydroModel, radius: float) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The points of ``model`` inside the global sphere of ``radius`` (m) about its domain's centre.
+
+    Returns:
+        (position, velocity, values): positions relative to the centre, m (N, 3); velocities,
+        m s-1 (N, 3); ``number_density_co`` (m-3) and ``temperature`` (K), (N,).
+
+    Raises:
+        CoemuInputError: the model's domain is smaller than the sphere, or no point lies inside it.
+    """
     extent = Extent.of_points(model.position)
     if extent.radius < radius * (1 - 1e-9):
         raise CoemuInputError(
@@ -74,32 +104,25 @@ def make_cubes(
     position, keep = trim_to_sphere(model.position, extent.centre, radius)
     if position.shape[0] == 0:
         raise CoemuInputError(model.source or model.name, "position", "no point inside the sphere")
-    velocity = model.velocity[keep]
     values = {"number_density_co": model.number_density_co[keep], "temperature": model.temperature[keep]}
-    geometry = CubeGeometry(radius, box_cells, grid)
-    if matrices is None:
-        matrices = rotation_matrices(seed, model.name, n_rotations)
-    elif np.shape(matrices) != (n_rotations, 3, 3):
-        raise ValueError(f"matrices of shape {np.shape(matrices)} for {n_rotations} rotations")
-    shape = (n_rotations, grid, grid, grid)
-    out = {name: np.empty(shape, dtype=np.float32) for name in CUBE_VARIABLES}
-    iterator = range(n_rotations)
-    if progress:
-        from tqdm import tqdm
+    return position, model.velocity[keep], values
 
-        iterator = tqdm(iterator, desc=f"cubes {model.name}", unit="rot")
-    if method == "reconstruct":
-        from coemu.geometry.reconstruct import Reconstruction
 
-        rec = Reconstruction(position, values["number_density_co"], values["temperature"], velocity, geometry)
-        for r in iterator:
-            fields = rec.cell_averages(matrices[r])
-            for name in CUBE_VARIABLES:
-                out[name][r] = fields[name]
-        return cube_dataset(out, matrices, geometry, model.name)
+def _regrid_reconstruct(position, velocity, values, geometry: CubeGeometry, matrices: np.ndarray):
+    """Each rotation's fields (``CUBE_VARIABLES``, (grid, grid, grid)), from the fields rebuilt once
+    (:mod:`coemu.geometry.reconstruct`)."""
+    from coemu.geometry.reconstruct import Reconstruction
+
+    rec = Reconstruction(position, values["number_density_co"], values["temperature"], velocity, geometry)
+    for matrix in matrices:
+        yield rec.cell_averages(matrix)
+
+
+def _regrid_nearest(position, velocity, values, geometry: CubeGeometry, matrices: np.ndarray):
+    """Each rotation's fields (``CUBE_VARIABLES``, (grid, grid, grid)): cell means of the rotated
+    points, empty cells from the nearest point (:mod:`coemu.geometry.regrid`)."""
     tree = cKDTree(position)
-    for r in iterator:
-        matrix = matrices[r]
+    for matrix in matrices:
         v_z = line_of_sight_velocity(velocity, matrix)
         fields, count = cell_averages(
             geometry,
@@ -109,9 +132,7 @@ def make_cubes(
         )
         fields["number_density_co"] = fields.pop("density")
         fill_empty(fields, count, geometry, tree, {**values, "velocity_z": v_z}, to_tree_frame=matrix.T)
-        for name in CUBE_VARIABLES:
-            out[name][r] = fields[name]
-    return cube_dataset(out, matrices, geometry, model.name)
+        yield fields
 
 
 def cube_dataset(

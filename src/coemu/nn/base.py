@@ -8,7 +8,7 @@ beside the weights and the description of the training data
 so :meth:`Emulator.load` needs nothing but the file, and
 :meth:`Emulator.predict` turns physical cubes into physical images:
 
-    >>> emulator = Emulator.load("results/train/finetune/model.pt")
+    >>> emulator = Emulator.load("results/train/column/finetune/model.pt")
     >>> image = emulator.predict(temperature, density, velocity_z)  # (..., G, G, G) -> (..., F, G, G)
 
 Model files hold only tensors and plain data and are read with

@@ -12,6 +12,12 @@ a file that needs any other object (a pickle that would run code) is refused,
 and so is anything else that is not such a file (missing, empty, not a torch
 archive, a torch archive of something else), with one error naming the file and,
 for a model file, how to remake it (:func:`remake_hint`).
+
+Every file carries the number of its layout, ``format`` (:data:`FORMAT`), and
+:func:`load` refuses a file of another format with an error that names the file,
+the format found, the format this coemu reads and how to remake it. Files
+written before the field existed lack it; their content is format 1's, so a
+file without ``format`` counts as format 1.
 """
 
 from __future__ import annotations
@@ -38,6 +44,16 @@ log = logging.getLogger(__name__)
 #: training) and a checkpoint (checkpoints/last.pt or best.pt).
 REQUIRED_KEYS = {"model file": ("kind", "kwargs", "model"), "checkpoint": ("model",)}
 _KEY_TYPES = {"kind": str, "kwargs": dict, "model": dict}  # "model": the state dict
+#: The layout of the files :func:`save` writes (model files and checkpoints), saved as their
+#: ``format`` and checked by :func:`load`. Format 1: the keys of :data:`REQUIRED_KEYS`, a model
+#: file's ``data``, ``run`` and ``digest``, a checkpoint's optimiser, schedule, position, history,
+#: RNG states and fingerprint (:meth:`coemu.training.loop.Trainer.save_checkpoint`). Files
+#: without the field predate it and hold format 1. Raise it when what a file holds changes
+#: (a key added that readers need, removed, renamed or of another meaning), and note here what
+#: the new format holds.
+FORMAT = 1
+#: The format of a file without the ``format`` field (written before the field existed).
+UNMARKED_FORMAT = 1
 #: The last two parts of the pipeline's model files' paths (a training stage's folder).
 _MODEL_FILES = {("pretrain", "model.pt"), ("finetune", "model.pt")}
 
@@ -71,9 +87,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never half-written."""
+    """``torch.save`` of ``state`` and its ``format`` (:data:`FORMAT`) to a temporary file beside
+    ``path``, then rename: never half-written."""
     with atomic_output(path) as tmp:
-        torch.save(state, tmp)
+        torch.save({**state, "format": FORMAT}, tmp)
 
 
 def load(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
@@ -84,8 +101,10 @@ def load(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
         CoemuInputError: naming ``path``, "not a coemu model file (why)" (or "checkpoint")
             when it is missing, empty, not a torch archive or one without the keys of
             ``what``; "refused" when it needs other objects (such a file could run code when
-            loaded). For a model file the message says how to remake it (:func:`remake_hint`);
-            it never suggests loading the file without ``weights_only``.
+            loaded); the format found and :data:`FORMAT` when its ``format`` is another (a file
+            without one counts as :data:`UNMARKED_FORMAT`). For a model file the message says
+            how to remake it (:func:`remake_hint`); it never suggests loading the file without
+            ``weights_only``.
     """
     required = REQUIRED_KEYS[what]
     try:
@@ -97,7 +116,19 @@ def load(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
         raise _load_error(path, what, f"{problem}: loading it could run code") from None
     if missing := _missing_keys(saved, required):
         raise _load_error(path, what, f"not a coemu {what} ({missing})")
+    if problem := _format_problem(saved.get("format", UNMARKED_FORMAT)):
+        raise _load_error(path, what, f"a coemu {what} of {problem}")
     return saved
+
+
+def _format_problem(found: Any) -> str:
+    """What is wrong with the format number ``found`` ("" when it is :data:`FORMAT`)."""
+    if isinstance(found, bool) or not isinstance(found, int):
+        return f"format {found!r}, not a format number; this coemu reads format {FORMAT}"
+    if found == FORMAT:
+        return ""
+    writer = "a newer" if found > FORMAT else "an older"
+    return f"format {found} (written by {writer} coemu); this coemu reads format {FORMAT}"
 
 
 class _NotReadable(Exception):
@@ -163,9 +194,9 @@ def _load_error(path: str | Path, what: str, problem: str) -> CoemuInputError:
 
 def remake_hint(path: str | Path) -> str:
     """How to remake the model file ``path``: ``coemu train`` writes model files; one at the
-    pipeline's place for them (``results/train/[KIND/]STAGE/model.pt``) is remade by forcing
-    that file, ``snakemake --forcerun results/train/.../model.pt`` (in the folder that holds
-    ``results/``): it reruns the training job that writes it and the jobs that read it.
+    pipeline's place for them (``results/train/KIND/STAGE/model.pt``) is remade by forcing
+    that file, ``snakemake --forcerun results/train/KIND/STAGE/model.pt`` (in the folder that
+    holds ``results/``): it reruns the training job that writes it and the jobs that read it.
     """
     target = pipeline_target(path)
     if target is None:
@@ -177,12 +208,12 @@ def remake_hint(path: str | Path) -> str:
 
 def pipeline_target(path: str | Path) -> tuple[Path, str] | None:
     """(the pipeline's folder, the target relative to it) when ``path`` lies where the
-    pipeline writes its model files, ``results/train/[KIND/]STAGE/model.pt``; else None."""
+    pipeline writes its model files, ``results/train/KIND/STAGE/model.pt`` (workflow/rules/train.smk;
+    every kind, the first included, has its folder); else None."""
     parts = Path(path).parts
-    for n in (4, 5):  # results/train/STAGE/model.pt, results/train/KIND/STAGE/model.pt
-        tail = parts[-n:]
-        if len(tail) == n and tail[:2] == ("results", "train") and tail[-2:] in _MODEL_FILES:
-            return Path(*parts[:-n]), "/".join(tail)
+    tail = parts[-5:]
+    if len(tail) == 5 and tail[:2] == ("results", "train") and tail[-2:] in _MODEL_FILES:
+        return Path(*parts[:-5]), "/".join(tail)
     return None
 
 

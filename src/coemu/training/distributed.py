@@ -48,11 +48,11 @@ def _env_int(*names: str, default: int) -> int:
     return default
 
 
-def setup(device: str = "auto") -> Context:
+def setup(device: str) -> Context:
     """Join the process group (if there is more than one process) and pick this rank's device.
 
     Args:
-        device: ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
+        device: ``cpu``, ``cuda`` or ``auto`` (CUDA when available): ``training.device``.
     """
     rank = _env_int("RANK", "SLURM_PROCID", default=0)
     world = _env_int("WORLD_SIZE", "SLURM_NTASKS", default=1)

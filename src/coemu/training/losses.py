@@ -17,12 +17,17 @@ def frequency_loss(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 class EmulatorLoss(nn.Module):
-    """``mse_weight * MSE + freq_weight * frequency loss`` (paper: 0.8 and 0.2)."""
+    """``mse_weight * MSE + freq_weight * frequency loss``.
 
-    def __init__(self, mse_weight: float = 0.8, freq_weight: float = 0.2):
+    The weights are the stage's ``training.{stage}.mse_weight`` and ``freq_weight`` (the
+    schema's defaults are the paper's, 0.8 and 0.2); the loss has no defaults of its own.
+    """
+
+    def __init__(self, mse_weight: float, freq_weight: float):
         super().__init__()
         self.mse_weight, self.freq_weight = mse_weight, freq_weight
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """The scalar loss of normalised images ``prediction`` and ``target``, (batch, n_freq, H, W)."""
         mse = nn.functional.mse_loss(prediction.float(), target.float())
         return self.mse_weight * mse + self.freq_weight * frequency_loss(prediction, target)

@@ -1,4 +1,4 @@
-"""``python -m coemu.devicecheck OUT [--device cuda|cpu] [--size paper|small] [--budget-s S]``."""
+"""``python -m devicecheck OUT [--device cuda|cpu] [--size paper|small] [--budget-s S]``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import logging
 import sys
 from pathlib import Path
 
-from coemu.devicecheck import run_checks
-from coemu.devicecheck.runner import SECTIONS
-from coemu.devicecheck.sizes import PRESETS
+from devicecheck import run_checks
+from devicecheck.runner import SECTIONS
+from devicecheck.sizes import PRESETS
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m coemu.devicecheck",
+        prog="python -m devicecheck",
         description="Check the solver, the emulators, DDP training and the timing stage on a device.",
     )
     parser.add_argument("out", type=Path, help="folder for gpu-check.json and gpu-check.md")

@@ -21,8 +21,6 @@ import math
 import numpy as np
 import torch
 
-from coemu.devicecheck.report import Deadline, Report
-from coemu.devicecheck.sizes import Sizes
 from coemu.evaluation.timing import time_call
 from coemu.rt.lamda import Line
 from coemu.rt.solver import (
@@ -32,6 +30,8 @@ from coemu.rt.solver import (
     line_images,
     rays_per_chunk,
 )
+from devicecheck.report import Deadline, Report
+from devicecheck.sizes import Sizes
 
 SECTION = "solver"
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4}

@@ -26,9 +26,15 @@ class Sizes:
         models, rotations, n_base, levels, finest_spacing: the synthetic cubes made in memory
             (:func:`coemu.hydro.synthetic.synthetic_model`, au for the spacing).
         solver_max_batch: the largest batch of cubes the solver's throughput search tries.
-        infer_max_batch, train_max_batch: the same for the emulators, per kind.
+        infer_max_batch, train_max_batch: the same for the emulators, per kind; a kind not
+            listed gets the smallest listed (:meth:`infer_cap`, :meth:`train_cap`).
         kinds: each emulator kind's constructor settings (``{}``: the kind's defaults, for
-            ``coemunet`` the paper's widths).
+            ``coemunet`` the paper's widths); a kind not listed gets ``unlisted_kinds``'s
+            (:meth:`kind_settings`).
+        unlisted_kinds: the settings of a kind that ``kinds`` does not list: ``constructor``
+            (its constructor's defaults, the paper's by coemu.nn's convention) or ``schema``
+            (the config schema's ``training.model.KIND`` defaults, the small networks of the
+            default run; the constructor's when the schema has none).
         pipeline: config sections of the mini data set (merged over the schema's defaults).
         epochs: of the DDP fine-tuning runs (one is killed and resumed).
         repeats: timed calls per measurement (after a warm-up call).
@@ -54,6 +60,25 @@ class Sizes:
     repeats: int = 3
     budget_s: float = 450.0
     step_limit_s: float = 10.0
+    unlisted_kinds: str = "constructor"
+
+    def kind_settings(self, kind: str) -> dict:
+        """The constructor settings of emulator ``kind`` at this preset (a new kind needs no entry)."""
+        if kind in self.kinds:
+            return self.kinds[kind]
+        if self.unlisted_kinds == "schema":
+            from coemu.settings import section
+
+            return dict(section("training")["model"].get(kind, {}))
+        return {}
+
+    def infer_cap(self, kind: str) -> int:
+        """The largest inference batch the search tries for ``kind``."""
+        return self.infer_max_batch.get(kind, min(self.infer_max_batch.values()))
+
+    def train_cap(self, kind: str) -> int:
+        """The largest training batch the search tries for ``kind``."""
+        return self.train_max_batch.get(kind, min(self.train_max_batch.values()))
 
 
 def _pipeline(count, n_base, levels, spacing, rotations, box_cells, grid, channels) -> dict:
@@ -113,5 +138,6 @@ PRESETS = {
         repeats=2,
         budget_s=300.0,
         step_limit_s=10.0,
+        unlisted_kinds="schema",  # on the CPU: the default run's small networks
     ),
 }

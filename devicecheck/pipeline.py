@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from coemu.devicecheck.report import Report
-from coemu.devicecheck.sizes import Sizes
 from coemu.training import checkpoint
+from devicecheck.report import Report
+from devicecheck.sizes import Sizes
 
 SECTION = "pipeline"
 DDP = "ddp"
@@ -71,7 +71,7 @@ def mini_config(sizes: Sizes, device: str, world: int) -> dict:
         "num_workers": 2 if cuda else 0,
         "bf16": True,
         "seed": 1234,
-        "model": {"kind": "column", "column": sizes.kinds["column"]},
+        "model": {"kind": "column", "column": sizes.kind_settings("column")},
         "finetune": stage,
     }
     config["evaluation"] = {"device": device, "batch_size": 8, "data_error_samples": 1}
@@ -245,19 +245,35 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
     report.record(DDP, "world_size", world)
     report.record(DDP, "backend", backend)
     report.record(DDP, "epochs", sizes.epochs)
-    if not stages.run("train (reference)", *_train_args(data, train / "reference"), nproc=world, section=DDP):
+    #: what rank 0 logs at the end when every rank holds the same weights
+    identical = f"weights identical on {world} rank(s) (process group: {backend})"
+    if not _reference_run(stages, data, train / "reference", world, identical):
         return None
+    out = train / "finetune"
+    _killed_run(stages, data, out, world)
+    if not _resumed_run(stages, data, out, world, identical, sizes.epochs):
+        return None
+    _compare_weights(report, train / "reference" / "model.pt", out / "model.pt", device, world)
+    return out / "model.pt"
+
+
+def _reference_run(stages: Stages, data: dict, out: Path, world: int, identical: str) -> bool:
+    """A run to the end in ``out``; whether it finished (and checks that the ranks agreed)."""
+    if not stages.run("train (reference)", *_train_args(data, out), nproc=world, section=DDP):
+        return False
     said = stages.tail("train (reference)", 10**6)
-    expected = f"weights identical on {world} rank(s) (process group: {backend})"
-    report.check(
+    stages.report.check(
         DDP,
         "ranks end with identical weights",
-        expected in said,
-        expected if expected in said else None,
-        f"'{expected}' in the log",
+        identical in said,
+        identical if identical in said else None,
+        f"'{identical}' in the log",
     )
+    return True
 
-    out = train / "finetune"
+
+def _killed_run(stages: Stages, data: dict, out: Path, world: int) -> None:
+    """A run in ``out`` killed (SIGKILL to its process group) once its first ``last.pt`` is written."""
     proc = stages.start("train (killed)", *_train_args(data, out), nproc=world)
     last, deadline = out / "checkpoints" / "last.pt", time.monotonic() + STAGE_TIMEOUT_S
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -267,7 +283,7 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
     proc.wait()
     saved = checkpoint.load(last) if last.exists() else {}
     killed = last.exists() and not (out / "model.pt").exists()
-    report.check(
+    stages.report.check(
         DDP,
         "killed after its first checkpoint, before the end",
         killed,
@@ -275,8 +291,14 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
         "last.pt written, model.pt not",
         "" if killed else stages.tail("train (killed)"),
     )
+
+
+def _resumed_run(stages: Stages, data: dict, out: Path, world: int, identical: str, epochs: int) -> bool:
+    """The killed run started again; whether it finished (and checks that it resumed, that the
+    ranks agreed and that history.csv holds every epoch once, rows kept in the report)."""
+    report = stages.report
     if not stages.run("train (resumed)", *_train_args(data, out), nproc=world, section=DDP):
-        return None
+        return False
     said = stages.tail("train (resumed)", 10**6)
     report.check(
         DDP, "the second run resumed from last.pt", "resumed from" in said, None, "'resumed from' in the log"
@@ -284,20 +306,27 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
     report.check(
         DDP,
         "the resumed run ends with identical weights on every rank",
-        expected in said,
+        identical in said,
         None,
-        f"'{expected}'",
+        f"'{identical}'",
     )
     history = read_rows(out / "history.csv")
-    epochs = [int(row["epoch"]) for row in history]
+    seen = [int(row["epoch"]) for row in history]
     report.check(
         DDP,
         "history.csv holds every epoch once",
-        epochs == list(range(1, sizes.epochs + 1)),
-        str(epochs),
-        f"1..{sizes.epochs}",
+        seen == list(range(1, epochs + 1)),
+        str(seen),
+        f"1..{epochs}",
     )
-    a, b = _weights(train / "reference" / "model.pt"), _weights(out / "model.pt")
+    report.rows(DDP, "history").extend({k: float(v) for k, v in row.items()} for row in history)
+    return True
+
+
+def _compare_weights(report: Report, reference: Path, resumed: Path, device: str, world: int) -> None:
+    """The resumed run's weights against the reference's (to 1e-6 of the largest weight on the
+    CPU, 1e-4 on CUDA), and the world size its model.pt records."""
+    a, b = _weights(reference), _weights(resumed)
     scale = max(float(t.abs().max()) for t in a.values() if t.is_floating_point())
     diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].is_floating_point())
     limit = 1e-4 if device == "cuda" else 1e-6
@@ -308,7 +337,7 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
         diff / scale,
         f"<= {limit:g} of the largest weight",
     )
-    model = checkpoint.load(out / "model.pt", "model file")
+    model = checkpoint.load(resumed, "model file")
     report.check(
         DDP,
         "model.pt records the world size",
@@ -316,8 +345,6 @@ def check_ddp(stages: Stages, data: dict, device: str, world: int, sizes: Sizes)
         model["run"]["world_size"],
         str(world),
     )
-    report.rows(DDP, "history").extend({k: float(v) for k, v in row.items()} for row in history)
-    return out / "model.pt"
 
 
 def check_trained(stages: Stages, data: dict, model: Path, device: str) -> None:

@@ -19,10 +19,10 @@ import torch
 
 from coemu.data.description import DataDescription
 from coemu.data.transform import Preprocessing
-from coemu.devicecheck import emulators, pipeline, solver
-from coemu.devicecheck.report import Deadline, Report
-from coemu.devicecheck.sizes import PRESETS, Sizes
 from coemu.nn import emulator_kinds
+from devicecheck import emulators, pipeline, solver
+from devicecheck.report import Deadline, Report
+from devicecheck.sizes import PRESETS, Sizes
 
 log = logging.getLogger(__name__)
 SEED = 1234
@@ -162,7 +162,7 @@ def run_checks(
 
     Args:
         device: ``cuda`` or ``cpu`` (the same code paths, for CI).
-        size: a preset of :data:`coemu.devicecheck.sizes.PRESETS` (default: ``paper`` on CUDA,
+        size: a preset of :data:`devicecheck.sizes.PRESETS` (default: ``paper`` on CUDA,
             ``small`` on the CPU).
         budget_s: seconds for the whole check (default: the preset's).
         world: training processes (default: every GPU; 2 on the CPU).
