@@ -2,7 +2,7 @@
 
 For synthetic models the cube a model should give is known: its analytic wind
 averaged over every rotated cell (coemu.geometry.reference). This benchmark
-makes the cubes of the default config's models the way the pipeline does,
+makes the cubes of a config's models (bench/fidelity.yaml by default) the way the pipeline does,
 builds their analytic cubes, renders both with the project's solver and
 prints, per model and rotation, the cube errors (median relative error of
 the CO density and the temperature, median and 95th percentile |v_z error|)
@@ -15,9 +15,9 @@ measured side by side in the same run; the default compares the pipeline
 before issue 14 (``before``: nearest on its 32 x 4 point layout) with the
 default config.
 
-Usage: python bench/fidelity.py [--models 12] [--rotations 4] [--sub 3]
-           [--runs nearest:32:4 reconstruct] [--timing-rotations 200]
-       (defaults: the default config's data set and geometry, from the schema;
+Usage: python bench/fidelity.py [--configfile bench/fidelity.yaml] [--models 12] [--rotations 4]
+           [--sub 3] [--runs nearest:32:4 reconstruct] [--timing-rotations 200]
+       (defaults: the data set and geometry of the config file over the schema's defaults;
         a run is METHOD[:N_BASE:LEVELS[:FINEST_SPACING_AU[:LAYOUT]]], the rest from the schema;
         LAYOUT random: as many points per level, uniformly random: an unstructured cloud)
 """
@@ -27,9 +27,11 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from coemu import settings
 from coemu.evaluation.fidelity import data_fidelity
@@ -88,10 +90,21 @@ def parse_run(text: str, models: dict) -> tuple[str, int, int, float, str]:
     return method, n_base, levels, finest, layout[3] if len(layout) > 3 else "amr"
 
 
+#: The config this bench measures by default (the data set of the results in docs/design.md).
+CONFIG = Path(__file__).with_name("fidelity.yaml")
+
+
+def read_config(path: Path) -> dict:
+    """The completed config of ``path`` (a YAML config file over the schema's defaults)."""
+    return settings.complete(yaml.safe_load(path.read_text()) or {}, str(path))
+
+
 def main() -> None:
-    config = settings.complete({})
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--configfile", type=Path, default=CONFIG)
+    config = read_config(first.parse_known_args()[0].configfile)
     m, c = config["models"], config["cubes"]
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[first])
     p.add_argument("--models", type=int, default=m["count"], help="synthetic models m00000...")
     p.add_argument("--rotations", type=int, default=c["rotations"])
     p.add_argument("--sub", type=int, default=3, help="reference: midpoint points per cell axis")
@@ -111,7 +124,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seed = config["seed"]
-    radius, _ = global_radius(synthetic_extents(seed, m["count"]))  # the default data set's sphere
+    radius, _ = global_radius(synthetic_extents(seed, m["count"]))  # the config's data set's sphere
     solver = RenderSettings.from_config(config)
     print(
         f"{args.models} models x {args.rotations} rotations, box_cells {c['box_cells']}, grid {c['grid']},"

@@ -76,13 +76,13 @@ def gradient_times(obs_path: Path, truth: dict, line, kinds: list[str], config: 
     from coemu.data.description import DataDescription
     from coemu.data.transform import Preprocessing
     from coemu.fit.data import read_observation
-    from coemu.fit.forward import ForwardModel, beam_kernel
+    from coemu.fit.forward import ForwardModel
     from coemu.fit.likelihood import GaussianLikelihood
     from coemu.nn import emulator_kinds
 
     obs = read_observation(obs_path, line.frequency)
     family = Family.make("binary", fixed=truth)
-    like = GaussianLikelihood(obs.data, obs.noise, beam_kernel(obs)[0])
+    like = GaussianLikelihood.of(obs)  # beam noise when the observation has a beam
     solver = ForwardModel(obs, family, line)
     with torch.no_grad():
         t, n, v = solver.cube({k: torch.tensor(x, dtype=torch.float64) for k, x in truth.items()})
@@ -134,7 +134,7 @@ def gradient_times(obs_path: Path, truth: dict, line, kinds: list[str], config: 
     return out
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -154,7 +154,64 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--table-only", action="store_true", help="write the table from the .jsonl beside --out (no fits)"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def write_table(args, jsonl: Path, settings: ObservationSettings, line, config: dict) -> None:
+    """The markdown table of the mocks in ``jsonl``, with the gradient times of a 16^3 mock."""
+    rows = sorted(
+        (json.loads(text) for text in jsonl.read_text().splitlines()),
+        key=lambda r: (r["kind"], r["index"]),
+    )
+    args.binary = sum(r["kind"] == "binary" for r in rows)
+    args.single = sum(r["kind"] == "single" for r in rows)
+    timing = template(16, 100 * AU / 16, args.channels, args.spacing, settings, line)
+    truth = mock_truth("binary", 0)
+    path = args.work / "timing-16.fits"
+    write_mock(path, Family.make("binary", fixed=truth), truth, line, timing, settings, args.snr, 0)
+    times = gradient_times(path, truth, line, ["column", "coemunet"], config)
+    args.out.write_text(table(rows, times, args, config))
+    print(args.out.read_text())
+
+
+def fit_mock(kind: str, index: int, args, tmpl, settings: ObservationSettings, line, config: dict) -> dict:
+    """Write mock ``index`` of ``kind``, fit both families to it (its own first); its row."""
+    import arviz as az
+
+    truth = mock_truth(kind, index)
+    path = args.work / f"{kind}-{index}.fits"
+    rms = write_mock(path, Family.make(kind, fixed=truth), truth, line, tmpl, settings, args.snr, index)
+    t0 = time.perf_counter()
+    order = {"fit": {**config["fit"], "families": [kind] + [f for f in ("binary", "single") if f != kind]}}
+    summary = fit_observation(path, args.work / f"{kind}-{index}", {**config, **order}, truth=truth)
+    own = summary["families"][kind]
+    idata = az.from_netcdf(str(args.work / f"{kind}-{index}" / f"{kind}.posterior.nc"))
+    row = {"kind": kind, "index": index, "noise": rms, "wall_seconds": time.perf_counter() - t0}
+    for p in own["family"]["free"]:
+        samples = idata.posterior[p].values.reshape(-1)
+        row[p] = {
+            "truth": truth[p],
+            "map": own["map"][p],
+            "std": float(samples.std()),
+            "in68": covered(samples, truth[p], 68, p == "position_angle"),
+            "in90": covered(samples, truth[p], 90, p == "position_angle"),
+        }
+    ln_z = {f: summary["families"][f]["evidence"] for f in summary["families"]}
+    row["ln_bf_binary_single"] = ln_z["binary"]["ln_evidence"] - ln_z["single"]["ln_evidence"]
+    row["ln_bf_error"] = math.hypot(ln_z["binary"]["error"], ln_z["single"]["error"])
+    row["ln_bf_laplace"] = ln_z["binary"]["laplace_ln_evidence"] - ln_z["single"]["laplace_ln_evidence"]
+    row["map_found"] = own["map_log_posterior"] >= own["log_posterior_at_truth"] - 2.0
+    row["max_r_hat"] = own["convergence"]["max_r_hat"]
+    row["divergences"] = own["convergence"]["divergences"]
+    row["fit_seconds"] = {f: summary["families"][f]["timing"]["fit_seconds"] for f in summary["families"]}
+    row["gradient_seconds"] = {
+        f: summary["families"][f]["timing"]["gradient_seconds"] for f in summary["families"]
+    }
+    return row
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     config = coemu_settings.complete(
         {
@@ -174,59 +231,13 @@ def main(argv=None) -> int:
     tmpl = template(args.grid, 100 * AU / args.grid, args.channels, args.spacing, settings, line)
     args.work.mkdir(parents=True, exist_ok=True)
     jsonl = args.out.with_suffix(".jsonl")
-    rows = []
     if args.table_only:
-        rows = sorted(
-            (json.loads(line) for line in jsonl.read_text().splitlines()),
-            key=lambda r: (r["kind"], r["index"]),
-        )
-        args.binary = sum(r["kind"] == "binary" for r in rows)
-        args.single = sum(r["kind"] == "single" for r in rows)
-        timing = template(16, 100 * AU / 16, args.channels, args.spacing, settings, line)
-        truth = mock_truth("binary", 0)
-        path = args.work / "timing-16.fits"
-        write_mock(path, Family.make("binary", fixed=truth), truth, line, timing, settings, args.snr, 0)
-        times = gradient_times(path, truth, line, ["column", "coemunet"], config)
-        args.out.write_text(table(rows, times, args, config))
-        print(args.out.read_text())
+        write_table(args, jsonl, settings, line, config)
         return 0
     mocks = [("binary", args.binary_from + i) for i in range(args.binary)]
     mocks += [("single", 100 + args.single_from + i) for i in range(args.single)]
     for kind, index in mocks:
-        truth = mock_truth(kind, index)
-        path = args.work / f"{kind}-{index}.fits"
-        rms = write_mock(path, Family.make(kind, fixed=truth), truth, line, tmpl, settings, args.snr, index)
-        t0 = time.perf_counter()
-        order = {
-            "fit": {**config["fit"], "families": [kind] + [f for f in ("binary", "single") if f != kind]}
-        }
-        summary = fit_observation(path, args.work / f"{kind}-{index}", {**config, **order}, truth=truth)
-        own = summary["families"][kind]
-        import arviz as az
-
-        idata = az.from_netcdf(str(args.work / f"{kind}-{index}" / f"{kind}.posterior.nc"))
-        row = {"kind": kind, "index": index, "noise": rms, "wall_seconds": time.perf_counter() - t0}
-        for p in own["family"]["free"]:
-            samples = idata.posterior[p].values.reshape(-1)
-            row[p] = {
-                "truth": truth[p],
-                "map": own["map"][p],
-                "std": float(samples.std()),
-                "in68": covered(samples, truth[p], 68, p == "position_angle"),
-                "in90": covered(samples, truth[p], 90, p == "position_angle"),
-            }
-        ln_z = {f: summary["families"][f]["evidence"] for f in summary["families"]}
-        row["ln_bf_binary_single"] = ln_z["binary"]["ln_evidence"] - ln_z["single"]["ln_evidence"]
-        row["ln_bf_error"] = math.hypot(ln_z["binary"]["error"], ln_z["single"]["error"])
-        row["ln_bf_laplace"] = ln_z["binary"]["laplace_ln_evidence"] - ln_z["single"]["laplace_ln_evidence"]
-        row["map_found"] = own["map_log_posterior"] >= own["log_posterior_at_truth"] - 2.0
-        row["max_r_hat"] = own["convergence"]["max_r_hat"]
-        row["divergences"] = own["convergence"]["divergences"]
-        row["fit_seconds"] = {f: summary["families"][f]["timing"]["fit_seconds"] for f in summary["families"]}
-        row["gradient_seconds"] = {
-            f: summary["families"][f]["timing"]["gradient_seconds"] for f in summary["families"]
-        }
-        rows.append(row)
+        row = fit_mock(kind, index, args, tmpl, settings, line, config)
         with jsonl.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         print(
@@ -234,7 +245,7 @@ def main(argv=None) -> int:
                 {k: row[k] for k in ("kind", "index", "map_found", "ln_bf_binary_single", "max_r_hat")}
             )
         )
-    print(f"{len(rows)} mocks written to {jsonl}; the table: --table-only")
+    print(f"{len(mocks)} mocks written to {jsonl}; the table: --table-only")
     return 0
 
 

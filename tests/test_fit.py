@@ -1,5 +1,6 @@
-"""Fitting: the torch wind against the numpy one, gradients against finite differences, the
-likelihood against the exact Gaussian, the evidence on a known case, a whole fit, bad inputs."""
+"""Fitting: the fit's tensor calls of coemu.physics against the numpy edges, gradients against
+finite differences, the likelihood against the exact Gaussian, the evidence on a known case, a
+whole fit, bad inputs."""
 
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from conftest import run_cli
 
 from coemu import settings
 from coemu.constants import ASTRONOMICAL_UNIT as AU
-from coemu.fit import wind
 from coemu.fit.data import read_observation
 from coemu.fit.evidence import ln_evidence
 from coemu.fit.family import Family, site_value, truth_values
-from coemu.fit.forward import ForwardModel, beam_kernel
+from coemu.fit.forward import ForwardModel
 from coemu.fit.likelihood import MODE_FLOOR, GaussianLikelihood
 from coemu.fit.mock import template, write_mock
 from coemu.fit.sample import Chains, Posterior, SamplerSettings, convergence
@@ -26,6 +26,7 @@ from coemu.hydro.synthetic import draw_parameters, wind_fields
 from coemu.io.errors import CoemuInputError
 from coemu.observe.fits import ObservationSettings, observation
 from coemu.observe.viewing import viewing_matrix
+from coemu.physics import viewing, wind
 from coemu.rt.lamda import load_line
 
 LINE = load_line("CO", 1, None)
@@ -43,23 +44,26 @@ def _truth(index=3, inclination=55.0, position_angle=130.0):
 
 
 @pytest.mark.parametrize("index", [0, 5, 11])
-def test_torch_wind_is_the_synthetic_wind(index):
+def test_fit_wind_is_the_synthetic_wind(index):
+    """The forward model's call (0-d tensor parameters) and the synthetic data set's numpy edge
+    of the one wind (coemu.physics.wind) agree."""
     params = draw_parameters(1234, index)
     rng = np.random.default_rng(index)
     position = rng.uniform(-60, 60, size=(2000, 3)) * AU
     expected = wind_fields(position, params)
     p = params.to_dict()
     p.pop("domain_half_extent")
-    velocity, temperature, density = wind.wind_fields(torch.tensor(position), _tensors(p))
-    np.testing.assert_allclose(velocity.numpy(), expected["velocity"], rtol=1e-10, atol=1e-9)
-    np.testing.assert_allclose(temperature.numpy(), expected["temperature"], rtol=1e-10)
-    np.testing.assert_allclose(density.numpy(), expected["number_density_co"], rtol=1e-10)
+    got = wind.wind_fields(torch.tensor(position), _tensors(p))
+    np.testing.assert_allclose(got.velocity.numpy(), expected["velocity"], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got.temperature.numpy(), expected["temperature"], rtol=1e-12)
+    np.testing.assert_allclose(got.number_density_co.numpy(), expected["number_density_co"], rtol=1e-12)
 
 
 def test_single_star_wind_has_no_structure():
     p = _tensors(truth_values(1234, "m00002"))
     position = torch.tensor(np.random.default_rng(0).normal(size=(500, 3)) * 30 * AU)
-    velocity, temperature, density = wind.wind_fields(position, p, single=True)
+    fields = wind.wind_fields(position, p, single=True)
+    velocity, density = fields.velocity, fields.number_density_co
     r = position.norm(dim=1)
     order = torch.argsort(r)
     assert (torch.diff(density[order]) <= 1e-30).all()  # monotonic in r: spherical, no spiral
@@ -67,11 +71,15 @@ def test_single_star_wind_has_no_structure():
     np.testing.assert_allclose(radial.numpy(), velocity.norm(dim=1).numpy(), rtol=1e-12)
 
 
-def test_torch_viewing_matrix_is_the_observers():
+def test_fit_viewing_matrix_is_the_observers():
+    """Tensor angles that require grad (the fit's) and the observer's checked numpy call."""
     for angles in [(0, 0, 0), (30, 20, 10), (120, 300, 77), (90, 45, 200)]:
         expected = viewing_matrix(*angles)
-        got = wind.viewing_matrix(*(torch.tensor(float(a), dtype=F64) for a in angles))
-        np.testing.assert_allclose(got.numpy(), expected, atol=1e-14)
+        tensors = [torch.tensor(float(a), dtype=F64, requires_grad=True) for a in angles]
+        got = viewing.viewing_matrix(*tensors)
+        np.testing.assert_allclose(got.detach().numpy(), expected, atol=1e-14)
+        got[0, 1].backward()
+        assert all(t.grad is not None for t in tensors)
 
 
 def _template(grid=8, channels=5, spacing=3000.0, beam=0.15, unit="Jy/beam", distance=150.0):
@@ -128,19 +136,13 @@ def test_gradients_match_finite_differences():
         assert analytic != 0.0, name
 
 
-def _circulant_covariance(kernel: np.ndarray, shape) -> np.ndarray:
-    """The covariance of the observation writer's beam noise, unit rms, built from its own code."""
-    from astropy.convolution import convolve_fft
-
+def _circulant_covariance(beam, shape) -> np.ndarray:
+    """The covariance of the observation writer's beam noise, unit rms, built from its own code
+    (the beam's periodic convolution, :meth:`coemu.physics.units.BeamKernel.convolve_periodic`)."""
     n = shape[0] * shape[1]
-    columns = []
-    for i in range(n):
-        e = np.zeros(n)
-        e[i] = 1.0
-        columns.append(
-            convolve_fft(e.reshape(shape), kernel, normalize_kernel=False, boundary="wrap").reshape(-1)
-        )
-    a = np.stack(columns, axis=1) / math.sqrt(float((kernel**2).sum()))
+    units = torch.eye(n, dtype=F64).reshape(n, *shape)  # one unit impulse per pixel
+    columns = beam.convolve_periodic(units).reshape(n, n).T.numpy()
+    a = columns / math.sqrt(float((beam.kernel**2).sum()))
     return a @ a.T
 
 
@@ -148,10 +150,11 @@ def test_beam_likelihood_is_the_exact_gaussian():
     from scipy.stats import multivariate_normal
 
     obs, _ = _template(grid=6, channels=1, beam=0.25)
-    kernel, _ = beam_kernel(obs)
+    beam = obs.beam_kernel()
+    kernel = beam.kernel
     shape = obs.data.shape[1:]
     sigma = 0.7
-    cov = sigma**2 * _circulant_covariance(kernel, shape)
+    cov = sigma**2 * _circulant_covariance(beam, shape)
     rng = np.random.default_rng(3)
     data = rng.multivariate_normal(np.zeros(cov.shape[0]), cov).reshape(1, *shape)
     model = 0.5 * rng.multivariate_normal(np.zeros(cov.shape[0]), cov).reshape(data.shape)  # beam-smooth
@@ -173,9 +176,9 @@ def test_beam_noise_of_the_writer_whitens_to_unit_chi2():
     import dataclasses
 
     noisy = dataclasses.replace(obs_settings, noise=2.5, noise_seed=4)
-    beam = noisy.check(obs.cell_size)
-    noise = _noise(obs.data.shape, noisy, beam, obs.pixel_arcsec)
-    like = GaussianLikelihood(noise, 2.5, beam_kernel(obs)[0])
+    noisy.check(obs.cell_size)
+    noise = _noise(obs.data.shape, noisy, obs.beam_kernel())
+    like = GaussianLikelihood(noise, 2.5, obs.beam_kernel().kernel)
     # each mode adds its true variance over the modelled one (the floor: modes the beam removes)
     v = like.variance.numpy()
     weight = (v - MODE_FLOOR * v.max()) / v

@@ -135,6 +135,31 @@ def test_a_beam_keeps_the_total_flux_density():
         assert hdu.header["BMAJ"] == pytest.approx(major / 3600) and hdu.header["BPA"] == pytest.approx(pa)
 
 
+@pytest.mark.parametrize("major,minor,pa", [(0.1, 0.1, 0.0), (0.15, 0.07, 35.0)])
+def test_beam_convolution_is_astropys(major, minor, pa):
+    """coemu.physics.units' DFT convolution against astropy's convolve_fft: padded and linear
+    (the writer's beam, boundary fill) and periodic (its correlated noise, boundary wrap)."""
+    import torch
+    from astropy.convolution import convolve_fft
+
+    pixel = conv.pixel_arcsec(CELL, 150.0)
+    beam = conv.make_beam(major, minor, pa, pixel)
+    kernel = conv.BeamKernel.of(beam, pixel)
+    assert kernel.kernel.sum() == pytest.approx(1.0, rel=1e-12) and kernel.kernel.shape[0] % 2 == 1
+    maps = np.random.default_rng(0).uniform(size=(2, 12, 9))
+    p = kernel.pad
+    padded = np.pad(maps, ((0, 0), (p, p), (p, p)))
+    expected = np.stack([convolve_fft(m, kernel.kernel, boundary="fill", fill_value=0.0) for m in padded])
+    got = kernel.convolve(torch.from_numpy(maps)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * expected.max())
+    white = np.random.default_rng(1).standard_normal(padded.shape)
+    expected = np.stack(
+        [convolve_fft(m, kernel.kernel, normalize_kernel=False, boundary="wrap") for m in white]
+    )
+    got = kernel.convolve_periodic(torch.from_numpy(white)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("scale", ["planck", "rayleigh-jeans"])
 def test_kelvin_to_jy_per_beam_and_back(scale):
     beam = conv.make_beam(0.1, 0.1, 0.0, 0.01)

@@ -1,6 +1,6 @@
 """Fitting models to observations: a differentiable forward model, MAP, NUTS, evidence.
 
-Modules: :mod:`~coemu.fit.wind` (the synthetic wind in torch),
+Modules (the wind, the viewing rotation and the units are :mod:`coemu.physics`'s):
 :mod:`~coemu.fit.family` (families, free parameters, priors),
 :mod:`~coemu.fit.data` (reading and checking an observation),
 :mod:`~coemu.fit.forward` (parameters -> the observation's cube),

@@ -10,7 +10,7 @@ on the Rayleigh-Jeans scale, ``TBSCALE``; the Planck scale is not linear in
 the intensity, so the Gaussian noise of a K cube on it is not Gaussian in the
 intensity), a beam (``BMAJ``, ``BMIN``, ``BPA``) for Jy/beam and the
 distance (``DISTPC``, or given). The map must hold the model's cube at its
-centre with, after a beam, the margin :func:`coemu.observe.units.pad_width`
+centre with, after a beam, the margin :attr:`coemu.physics.units.BeamKernel.pad`
 on each side, as ``coemu observe`` and the pipeline's export write them.
 
 An image netCDF (the image contract) is fitted in its own unit, W m-2 Hz-1
@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from coemu.io.errors import CoemuInputError
+from coemu.physics import units as conv
 
-#: Units a fit reproduces (the Planck brightness temperature is not linear in the intensity).
-LINEAR_UNITS = ("Jy/beam", "Jy/pixel", "K", "W m-2 Hz-1 sr-1")
+#: Units a fit reproduces: those of an observation cube (K on the Rayleigh-Jeans scale only:
+#: the Planck brightness temperature is not linear in the intensity) and an image netCDF's.
+LINEAR_UNITS = (*conv.UNITS, conv.INTENSITY_UNIT)
 
 
 @dataclass
@@ -65,9 +67,11 @@ class Observation:
 
     @property
     def pixel_arcsec(self) -> float:
-        from coemu.observe.units import pixel_arcsec
+        return conv.pixel_arcsec(self.cell_size, self.distance)
 
-        return pixel_arcsec(self.cell_size, self.distance)
+    def beam_kernel(self) -> conv.BeamKernel | None:
+        """The beam on the observation's pixels (None without a beam)."""
+        return None if self.beam is None else conv.BeamKernel.make(*self.beam, self.pixel_arcsec)
 
 
 def header_card(header, key: str, path, what: str):
@@ -77,7 +81,8 @@ def header_card(header, key: str, path, what: str):
     return header[key]
 
 
-def _bad(path, key: str, problem: str):
+def _header_error(path, key: str, problem: str) -> CoemuInputError:
+    """The error naming header keyword ``key`` of ``path``."""
     return CoemuInputError(path, key, problem, kind="header keyword")
 
 
@@ -138,104 +143,141 @@ def _noise_rms(path, obs: Observation, noise: float | None, line_free: int) -> t
 
 
 def _read_fits(path: Path, rest_frequency: float, distance, v_sys) -> Observation:
-    from astropy import units as u
-    from astropy.io import fits
+    """The FITS cube at ``path`` after every header check (see the module docstring)."""
+    header, data = _open_fits(path)
+    if header.get("NAXIS") != 3 or data is None:
+        raise _header_error(
+            path, "NAXIS", f"{header.get('NAXIS')} axes; a fit needs a (RA, Dec, spectral) cube"
+        )
+    pixel = _check_sky_axes(path, header)
+    rest, velocities = _spectral_axis(path, header, rest_frequency)
+    if distance is None:
+        distance = float(header_card(header, "DISTPC", path, "the source's distance, pc; or give --distance"))
+    if not (math.isfinite(distance) and distance > 0):
+        raise _header_error(path, "DISTPC", f"{distance} pc; the distance must be > 0")
+    v_sys = float(header.get("VSYS", 0.0)) if v_sys is None else float(v_sys)
+    unit = _linear_unit(path, header)
+    beam, pad = _beam(path, header, pixel, unit)
+    grid = header["NAXIS1"] - 2 * pad
+    if grid < 4:
+        raise _header_error(
+            path,
+            "NAXIS1",
+            f"{header['NAXIS1']} pixels leave {grid} for the model's cube inside the beam's margin",
+        )
+    return Observation(
+        path=str(path),
+        data=data,
+        offsets=velocities - 1e3 * v_sys,
+        rest_frequency=rest,
+        cell_size=math.radians(pixel / 3600.0) * (distance * conv.PARSEC),
+        distance=distance,
+        unit=unit,
+        beam=beam,
+        pad=pad,
+        grid=grid,
+        noise=0.0,
+        noise_source="",
+        header=dict(header),
+    )
 
-    from coemu.constants import SPEED_OF_LIGHT
-    from coemu.observe import units as conv
+
+def _open_fits(path: Path):
+    """(header, data (float64) or None) of the primary HDU."""
+    from astropy.io import fits
 
     try:
         with fits.open(path) as hdul:
             header, data = hdul[0].header.copy(), hdul[0].data
-            data = None if data is None else np.asarray(data, dtype=np.float64)
+            return header, None if data is None else np.asarray(data, dtype=np.float64)
     except OSError as err:
         raise CoemuInputError(path, None, f"not a readable FITS file ({err})") from None
-    if header.get("NAXIS") != 3 or data is None:
-        raise _bad(path, "NAXIS", f"{header.get('NAXIS')} axes; a fit needs a (RA, Dec, spectral) cube")
+
+
+def _check_sky_axes(path: Path, header) -> float:
+    """The pixel's side, arcsec, after checking RA and Dec axes of square pixels on a square map."""
     if not str(header.get("CTYPE1", "")).startswith("RA--"):
-        raise _bad(path, "CTYPE1", f"'{header.get('CTYPE1')}' is not a right ascension axis")
+        raise _header_error(path, "CTYPE1", f"'{header.get('CTYPE1')}' is not a right ascension axis")
     if not str(header.get("CTYPE2", "")).startswith("DEC-"):
-        raise _bad(path, "CTYPE2", f"'{header.get('CTYPE2')}' is not a declination axis")
-    nx, ny, nf = header["NAXIS1"], header["NAXIS2"], header["NAXIS3"]
+        raise _header_error(path, "CTYPE2", f"'{header.get('CTYPE2')}' is not a declination axis")
+    nx, ny = header["NAXIS1"], header["NAXIS2"]
     if nx != ny:
-        raise _bad(path, "NAXIS2", f"a {nx} x {ny} map; the model's cube is square")
-    cdelt1, cdelt2 = (
-        float(header_card(header, "CDELT1", path, "pixel")),
-        float(header_card(header, "CDELT2", path, "pixel")),
-    )
+        raise _header_error(path, "NAXIS2", f"a {nx} x {ny} map; the model's cube is square")
+    cdelt1 = float(header_card(header, "CDELT1", path, "pixel"))
+    cdelt2 = float(header_card(header, "CDELT2", path, "pixel"))
     if not math.isclose(abs(cdelt1), abs(cdelt2), rel_tol=1e-6):
-        raise _bad(path, "CDELT2", f"pixels of {abs(cdelt1)} x {abs(cdelt2)} deg are not square")
+        raise _header_error(path, "CDELT2", f"pixels of {abs(cdelt1)} x {abs(cdelt2)} deg are not square")
+    return abs(cdelt2) * 3600.0
+
+
+def _spectral_axis(path: Path, header, rest_frequency: float) -> tuple[float, np.ndarray]:
+    """(the header's rest frequency, Hz; the channels' radio velocities (F,), m/s) after
+    checking ``RESTFRQ`` against ``rest_frequency`` and a VRAD or FREQ axis."""
+    from astropy import units as u
+
+    from coemu.constants import SPEED_OF_LIGHT
+
     rest = float(header_card(header, "RESTFRQ", path, "the line's rest frequency, Hz"))
     if not math.isclose(rest, rest_frequency, rel_tol=1e-7):
-        raise _bad(path, "RESTFRQ", f"{rest:.9g} Hz, but the line fitted is at {rest_frequency:.9g} Hz")
+        raise _header_error(
+            path, "RESTFRQ", f"{rest:.9g} Hz, but the line fitted is at {rest_frequency:.9g} Hz"
+        )
     ctype3 = str(header.get("CTYPE3", "")).strip()
     crval3, cdelt3 = float(header.get("CRVAL3", 0.0)), float(header.get("CDELT3", 0.0))
     crpix3 = float(header.get("CRPIX3", 1.0))
-    axis = crval3 + (np.arange(nf) + 1 - crpix3) * cdelt3
+    axis = crval3 + (np.arange(header["NAXIS3"]) + 1 - crpix3) * cdelt3
     try:
         unit3 = u.Unit(str(header.get("CUNIT3", "m/s" if ctype3 == "VRAD" else "Hz")).strip())
     except ValueError:
-        raise _bad(path, "CUNIT3", f"'{header.get('CUNIT3')}' is not a unit") from None
+        raise _header_error(path, "CUNIT3", f"'{header.get('CUNIT3')}' is not a unit") from None
     if ctype3 == "VRAD":
         if not unit3.is_equivalent(u.m / u.s):
-            raise _bad(path, "CUNIT3", f"'{unit3}' for a VRAD axis (a velocity)")
+            raise _header_error(path, "CUNIT3", f"'{unit3}' for a VRAD axis (a velocity)")
         velocities = axis * unit3.to(u.m / u.s)
     elif ctype3 == "FREQ":
         if not unit3.is_equivalent(u.Hz):
-            raise _bad(path, "CUNIT3", f"'{unit3}' for a FREQ axis (a frequency)")
+            raise _header_error(path, "CUNIT3", f"'{unit3}' for a FREQ axis (a frequency)")
         velocities = SPEED_OF_LIGHT * (1.0 - axis * unit3.to(u.Hz) / rest)  # radio convention
     else:
-        raise _bad(path, "CTYPE3", f"'{ctype3}': a fit needs a VRAD or FREQ spectral axis")
-    if nf < 1 or cdelt3 == 0:
-        raise _bad(path, "CDELT3", "no channel spacing")
-    if distance is None:
-        distance = float(header_card(header, "DISTPC", path, "the source's distance, pc; or give --distance"))
-    if not (math.isfinite(distance) and distance > 0):
-        raise _bad(path, "DISTPC", f"{distance} pc; the distance must be > 0")
-    v_sys = float(header.get("VSYS", 0.0)) if v_sys is None else float(v_sys)
+        raise _header_error(path, "CTYPE3", f"'{ctype3}': a fit needs a VRAD or FREQ spectral axis")
+    if header["NAXIS3"] < 1 or cdelt3 == 0:
+        raise _header_error(path, "CDELT3", "no channel spacing")
+    return rest, velocities
+
+
+def _linear_unit(path: Path, header) -> str:
+    """``BUNIT``, after checking it is one of :data:`coemu.physics.units.UNITS` and, for K,
+    on the Rayleigh-Jeans scale (``TBSCALE``)."""
     unit = str(header_card(header, "BUNIT", path, "the data's unit")).strip()
-    if unit not in LINEAR_UNITS[:3]:
-        raise _bad(path, "BUNIT", f"'{unit}'; a fit reads Jy/beam, Jy/pixel or K")
+    if unit not in conv.UNITS:
+        raise _header_error(path, "BUNIT", f"'{unit}'; a fit reads {', '.join(conv.UNITS)}")
     if unit == "K" and str(header.get("TBSCALE", "PLANCK")).upper() != "RAYLEIGH-JEANS":
-        raise _bad(
+        raise _header_error(
             path,
             "TBSCALE",
             f"'{header.get('TBSCALE', 'PLANCK')}': a K cube on the Planck scale is not linear in the"
             " intensity (its noise is not Gaussian there); write it in Jy/beam or on the"
             " Rayleigh-Jeans scale",
         )
-    pixel = abs(cdelt2) * 3600.0
-    beam, pad = None, 0
-    if "BMAJ" in header:
-        major = float(header["BMAJ"]) * 3600.0
-        minor = float(header_card(header, "BMIN", path, "beam minor axis, deg")) * 3600.0
-        pa = float(header.get("BPA", 0.0))
-        try:
-            b = conv.make_beam(major, minor, pa, pixel)
-        except CoemuInputError as err:
-            raise _bad(path, "BMIN" if err.variable == "beam_minor" else "BMAJ", err.problem) from None
-        beam, pad = (major, minor, pa), conv.pad_width(b.as_kernel(pixel * u.arcsec))
-    elif unit == "Jy/beam":
-        raise _bad(path, "BMAJ", "a Jy/beam cube without its beam (BMAJ, BMIN, BPA)")
-    grid = nx - 2 * pad
-    if grid < 4:
-        raise _bad(path, "NAXIS1", f"{nx} pixels leave {grid} for the model's cube inside the beam's margin")
-    cell_size = math.radians(pixel / 3600.0) * (distance * u.pc).to_value(u.m)
-    return Observation(
-        str(path),
-        data,
-        velocities - 1e3 * v_sys,
-        rest,
-        cell_size,
-        distance,
-        unit,
-        beam,
-        pad,
-        grid,
-        0.0,
-        "",
-        dict(header),
-    )
+    return unit
+
+
+def _beam(path: Path, header, pixel: float, unit: str) -> tuple[tuple[float, float, float] | None, int]:
+    """(the beam (major, minor arcsec, PA degrees) or None, its margin in pixels) of the header
+    (``BMAJ``, ``BMIN``, ``BPA``) on pixels ``pixel`` arcsec; a Jy/beam cube must have one."""
+    if "BMAJ" not in header:
+        if unit == "Jy/beam":
+            raise _header_error(path, "BMAJ", "a Jy/beam cube without its beam (BMAJ, BMIN, BPA)")
+        return None, 0
+    major = float(header["BMAJ"]) * 3600.0
+    minor = float(header_card(header, "BMIN", path, "beam minor axis, deg")) * 3600.0
+    pa = float(header.get("BPA", 0.0))
+    try:
+        kernel = conv.BeamKernel.make(major, minor, pa, pixel)
+    except CoemuInputError as err:
+        keyword = "BMIN" if err.variable == "beam_minor" else "BMAJ"
+        raise _header_error(path, keyword, err.problem) from None
+    return (major, minor, pa), kernel.pad
 
 
 def _read_image_netcdf(path: Path, rest_frequency: float, rotation: int) -> Observation:
@@ -258,17 +300,17 @@ def _read_image_netcdf(path: Path, rest_frequency: float, rotation: int) -> Obse
         raise CoemuInputError(path, "rotation", f"{rotation} of {ds.sizes['rotation']} rotations")
     intensity = ds["intensity"].isel(rotation=rotation).values.astype(np.float64)
     return Observation(
-        str(path),
-        sky_array(intensity),
-        ds["velocity"].values.astype(np.float64),
-        rest,
-        float(ds.attrs["cell_size"]),
-        1.0,
-        "W m-2 Hz-1 sr-1",
-        None,
-        0,
-        intensity.shape[-1],
-        0.0,
-        "",
-        {"OBJECT": ds.attrs.get("model", "")},
+        path=str(path),
+        data=sky_array(intensity),
+        offsets=ds["velocity"].values.astype(np.float64),
+        rest_frequency=rest,
+        cell_size=float(ds.attrs["cell_size"]),
+        distance=1.0,
+        unit=conv.INTENSITY_UNIT,
+        beam=None,
+        pad=0,
+        grid=intensity.shape[-1],
+        noise=0.0,
+        noise_source="",
+        header={"OBJECT": ds.attrs.get("model", "")},
     )

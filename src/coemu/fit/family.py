@@ -1,6 +1,6 @@
 """Model families, their free parameters and priors.
 
-Two families of :mod:`coemu.fit.wind`:
+Two families of :mod:`coemu.physics.wind`:
 
 * ``binary``: the synthetic binary wind of :mod:`coemu.hydro.synthetic`, seen
   from (inclination, position angle) with the azimuth 0 (the orbital phase

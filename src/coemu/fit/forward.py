@@ -6,7 +6,8 @@ Steps, each a torch operation of the parameters (autograd end to end):
    cube contract's layout: observer on the -z side), optionally
    ``supersample``^3 sub-points per cell, taken into the model frame by the
    transpose of the viewing rotation ``R(i, PA, phi)``;
-2. the analytic wind there (:func:`coemu.fit.wind.wind_fields`); with
+2. the analytic wind there (:func:`coemu.physics.wind.wind_fields`, the
+   synthetic data set's own); with
    sub-points, each cell gets the mean CO density and the CO-density-weighted
    temperature and line-of-sight velocity, as the cube contract defines them;
 3. the line images by the solver (:func:`coemu.rt.solver.line_images`,
@@ -14,9 +15,9 @@ Steps, each a torch operation of the parameters (autograd end to end):
    (:meth:`coemu.nn.Emulator.intensities`, when its grid, cell size and
    channels are the observation's);
 4. the observation's units: the FITS orientation (:func:`coemu.observe.fits.sky_array`),
-   Jy/pixel, the beam (the radio-beam kernel of :mod:`coemu.observe.units`,
-   normalised, on the map padded by :func:`coemu.observe.units.pad_width`), and
-   Jy/beam or K (Rayleigh-Jeans), as :func:`coemu.observe.fits.observation` does.
+   then :func:`coemu.physics.units.convert_intensity` (Jy/pixel, the beam, Jy/beam or K
+   on the Rayleigh-Jeans scale), the function :func:`coemu.observe.fits.observation`
+   calls.
 
 The fields are evaluated at the cells, not regridded from a point cloud, so a
 cube here differs from the pipeline's cube of the same model by the data's own
@@ -29,11 +30,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from coemu.constants import BOLTZMANN, SPEED_OF_LIGHT
 from coemu.fit.data import Observation
 from coemu.fit.family import Family
-from coemu.fit.wind import viewing_matrix, wind_fields
 from coemu.io.errors import CoemuInputError
+from coemu.physics.units import convert_intensity, pixel_solid_angle
+from coemu.physics.viewing import viewing_matrix
+from coemu.physics.wind import wind_fields
 from coemu.rt.lamda import Line
 from coemu.rt.solver import background_intensity, line_images
 from coemu.rt.spectral import velocity_to_frequency
@@ -41,20 +43,14 @@ from coemu.rt.spectral import velocity_to_frequency
 BACKENDS = ("solver", "emulator")
 
 
-def beam_kernel(obs: Observation) -> tuple[np.ndarray, float] | tuple[None, None]:
-    """The observation's beam as a normalised (sum 1) pixel kernel of odd size and its solid
-    angle (sr), the radio-beam kernel :func:`coemu.observe.units.convolve` uses; or (None, None)."""
-    if obs.beam is None:
-        return None, None
-    from astropy import units as u
-
-    from coemu.observe.units import make_beam
-
-    beam = make_beam(*obs.beam, obs.pixel_arcsec)
-    k = np.asarray(beam.as_kernel(obs.pixel_arcsec * u.arcsec).array, dtype=np.float64)
-    if k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
-        raise ValueError(f"beam kernel of even size {k.shape}")
-    return k / k.sum(), float(beam.sr.to_value(u.sr))
+def cell_points(grid: int, cell_size: float, supersample: int, dtype: torch.dtype) -> torch.Tensor:
+    """(grid^3 supersample^3, 3) m: the sub-points of the cube frame's cells, each cell's
+    ``supersample^3`` together, cells in (x, y, z) C order (the cube contract's layout)."""
+    n, s = grid, supersample
+    sub = (torch.arange(n * s, dtype=dtype) + 0.5) * (cell_size / s) - n * cell_size / 2
+    points = torch.stack(torch.meshgrid(sub, sub, sub, indexing="ij"), dim=-1)
+    # (n, s, n, s, n, s, 3) -> (n, n, n, s^3, 3): the sub-points of each cell together
+    return points.view(n, s, n, s, n, s, 3).permute(0, 2, 4, 1, 3, 5, 6).reshape(-1, 3)
 
 
 class ForwardModel:
@@ -89,22 +85,11 @@ class ForwardModel:
         self.obs, self.family, self.line = obs, family, line
         self.backend, self.emulator, self.dtype = backend, emulator, dtype
         self.supersample, self.v_turbulence = supersample, v_turbulence
-        n, dx, s = obs.grid, obs.cell_size, supersample
-        sub = (torch.arange(n * s, dtype=dtype) + 0.5) * (dx / s) - n * dx / 2
-        points = torch.stack(torch.meshgrid(sub, sub, sub, indexing="ij"), dim=-1)
-        # (n, s, n, s, n, s, 3) -> (n, n, n, s^3, 3): the sub-points of each cell together
-        self.points = points.view(n, s, n, s, n, s, 3).permute(0, 2, 4, 1, 3, 5, 6).reshape(-1, 3)
+        self.points = cell_points(obs.grid, obs.cell_size, supersample, dtype)
         self.frequencies = velocity_to_frequency(obs.offsets, line.frequency)
         self.background = background_intensity(background, self.frequencies)
-        kernel, self.beam_sr = beam_kernel(obs)
-        self.kernel_spectrum = None
-        if kernel is not None:  # the beam as a product of DFTs on the padded map
-            size = obs.grid + 2 * obs.pad
-            embedded = np.zeros((size, size))
-            kh, kw = kernel.shape
-            embedded[:kh, :kw] = kernel
-            embedded = np.roll(embedded, (-(kh // 2), -(kw // 2)), axis=(0, 1))  # centre at (0, 0)
-            self.kernel_spectrum = torch.fft.rfft2(torch.as_tensor(embedded, dtype=dtype))
+        self.beam = obs.beam_kernel()
+        self.pixel_sr = pixel_solid_angle(obs.cell_size, obs.distance)
         if backend == "emulator":
             self._check_emulator()
 
@@ -140,9 +125,12 @@ class ForwardModel:
         if self.family.single:
             matrix = torch.eye(3, dtype=self.dtype)
         else:
-            matrix = viewing_matrix(params["inclination"], params["position_angle"], params["azimuth"])
-        velocity, temperature, density = wind_fields(self.points @ matrix, params, self.family.single)
-        v_z = velocity @ matrix[2]
+            matrix = viewing_matrix(
+                params["inclination"], params["position_angle"], params["azimuth"], dtype=self.dtype
+            )
+        fields = wind_fields(self.points @ matrix, params, self.family.single)
+        density, temperature = fields.number_density_co, fields.temperature
+        v_z = fields.velocity @ matrix[2]
         g, s3 = self.obs.grid, self.supersample**3
         if s3 > 1:
             density, temperature, v_z = (x.view(-1, s3) for x in (density, temperature, v_z))
@@ -172,30 +160,8 @@ class ForwardModel:
         return images[0].permute(2, 0, 1)
 
     def __call__(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(F, Y, X) model of the observation in its unit (the FITS array's orientation)."""
-        from coemu.observe.units import JANSKY, pixel_solid_angle
-
+        """(F, Y, X) model of the observation in its unit (the FITS array's orientation; K on
+        the Rayleigh-Jeans scale, the only one a fit reads)."""
         sky = self.intensity(params).transpose(1, 2).flip(2)  # (F, Y, X), RA index to the west
-        obs = self.obs
-        if obs.unit == "W m-2 Hz-1 sr-1":
-            return sky
-        pixel_sr = pixel_solid_angle(obs.cell_size, obs.distance)
-        data = sky * (pixel_sr / JANSKY)  # Jy/pixel
-        if self.kernel_spectrum is not None:
-            # periodic convolution of the padded map: exact, the margin holds the kernel's half width
-            p = obs.pad
-            padded = torch.nn.functional.pad(data, (p, p, p, p))
-            spectrum = torch.fft.rfft2(padded) * self.kernel_spectrum
-            data = torch.fft.irfft2(spectrum, s=padded.shape[-2:])
-            if obs.unit == "Jy/beam":
-                data = data * (self.beam_sr / pixel_sr)
-            elif obs.unit == "K":  # Rayleigh-Jeans, of the beam-averaged intensity
-                data = data * (JANSKY / pixel_sr) * self._rj()
-        elif obs.unit == "K":
-            data = sky * self._rj()
-        return data
-
-    def _rj(self) -> torch.Tensor:
-        """(F, 1, 1) K per W m-2 Hz-1 sr-1 on the Rayleigh-Jeans scale."""
-        nu = torch.as_tensor(self.frequencies, dtype=self.dtype).view(-1, 1, 1)
-        return SPEED_OF_LIGHT**2 / (2.0 * BOLTZMANN * nu**2)
+        frequencies = torch.as_tensor(self.frequencies, dtype=sky.dtype)
+        return convert_intensity(sky, frequencies, self.obs.unit, self.pixel_sr, self.beam, "rayleigh-jeans")

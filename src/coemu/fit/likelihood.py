@@ -36,6 +36,30 @@ class GaussianLikelihood:
         kernel: the beam's normalised kernel (2D) for ``beam`` noise; None for white noise.
     """
 
+    @classmethod
+    def of(cls, obs, noise_model: str = "auto", dtype=torch.float64) -> GaussianLikelihood:
+        """The likelihood of the observation ``obs`` (:class:`coemu.fit.data.Observation`, its
+        data and noise rms) for ``noise_model``: ``white``, ``beam``, or ``auto`` (``beam``
+        when the observation has a beam, else ``white``).
+
+        Raises:
+            CoemuInputError: ``beam`` noise for an observation without a beam.
+        """
+        from coemu.io.errors import CoemuInputError
+
+        if noise_model == "auto":
+            noise_model = "beam" if obs.beam is not None else "white"
+        if noise_model not in NOISE_MODELS:
+            raise CoemuInputError(
+                None, "fit.noise_model", f"'{noise_model}' is not one of auto, {', '.join(NOISE_MODELS)}"
+            )
+        if noise_model == "beam" and obs.beam is None:
+            raise CoemuInputError(
+                obs.path, "BMAJ", "fit.noise_model is beam, but the observation has no beam"
+            )
+        kernel = obs.beam_kernel().kernel if noise_model == "beam" else None
+        return cls(obs.data, obs.noise, kernel, dtype)
+
     def __init__(self, data: np.ndarray, sigma: float, kernel: np.ndarray | None = None, dtype=torch.float64):
         self.data = torch.as_tensor(np.asarray(data), dtype=dtype)
         self.sigma = float(sigma)

@@ -20,42 +20,40 @@ from coemu.fit.data import Observation
 from coemu.fit.family import Family
 from coemu.fit.forward import ForwardModel
 from coemu.observe.fits import ObservationSettings, observation, write_fits
+from coemu.physics.units import BeamKernel, pixel_arcsec
 from coemu.rt.lamda import Line
 from coemu.rt.spectral import channel_velocities
 
 
 def template(grid: int, cell_size: float, channels: int, spacing: float, settings: ObservationSettings, line):
-    """An :class:`Observation` with no data yet: the geometry, channels, unit and beam a mock has."""
+    """An :class:`Observation` with no data yet: the geometry, channels, unit and beam a mock has.
+
+    Args:
+        grid: the model cube's cells per axis. cell_size: m. channels: how many, ``spacing``
+            m/s apart, centred on the line. settings: the observation's (distance, unit, beam).
+    """
     from astropy import units as u
 
-    from coemu.observe.units import pad_width
-
     beam = settings.check(cell_size)
-    pad = 0 if beam is None else pad_width(beam.as_kernel(_pixel(cell_size, settings) * u.arcsec))
-    beam_tuple = None
+    pad, beam_axes = 0, None
     if beam is not None:
-        beam_tuple = (beam.major.to_value(u.arcsec), beam.minor.to_value(u.arcsec), beam.pa.to_value(u.deg))
+        pad = BeamKernel.of(beam, pixel_arcsec(cell_size, settings.distance)).pad
+        beam_axes = (beam.major.to_value(u.arcsec), beam.minor.to_value(u.arcsec), beam.pa.to_value(u.deg))
     return Observation(
-        "<mock>",
-        np.zeros((channels, grid + 2 * pad, grid + 2 * pad)),
-        channel_velocities(channels, spacing),
-        line.frequency,
-        cell_size,
-        settings.distance,
-        settings.unit,
-        beam_tuple,
-        pad,
-        grid,
-        1.0,
-        "given",
-        {},
+        path="<mock>",
+        data=np.zeros((channels, grid + 2 * pad, grid + 2 * pad)),
+        offsets=channel_velocities(channels, spacing),
+        rest_frequency=line.frequency,
+        cell_size=cell_size,
+        distance=settings.distance,
+        unit=settings.unit,
+        beam=beam_axes,
+        pad=pad,
+        grid=grid,
+        noise=1.0,
+        noise_source="given",
+        header={},
     )
-
-
-def _pixel(cell_size: float, settings: ObservationSettings) -> float:
-    from coemu.observe.units import pixel_arcsec
-
-    return pixel_arcsec(cell_size, settings.distance)
 
 
 def write_mock(

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from coemu.fit.data import header_card, read_observation
+from coemu.fit.data import Observation, header_card, read_observation
 from coemu.fit.evidence import ln_bayes_factor, ln_evidence
-from coemu.fit.family import FAMILIES, UNITS, Family, truth_values
-from coemu.fit.forward import ForwardModel, beam_kernel
+from coemu.fit.family import FAMILIES, UNITS, Family, site_value, truth_values
+from coemu.fit.forward import ForwardModel
 from coemu.fit.likelihood import GaussianLikelihood
-from coemu.fit.sample import Posterior, SamplerSettings, convergence
+from coemu.fit.sample import FIT_DEFAULTS, Chains, Posterior, SamplerSettings, convergence
 from coemu.io.atomic import atomic_output
 from coemu.io.errors import CoemuInputError
 
@@ -36,24 +36,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FitSettings:
-    """The ``fit`` config section (the schema holds the defaults and descriptions)."""
+    """The ``fit`` config section; the defaults are the schema's (:data:`FIT_DEFAULTS`), and so
+    are the descriptions (``coemu/config.schema.yaml``)."""
 
-    enabled: bool = False
-    families: tuple[str, ...] = ("binary", "single")
-    free: Mapping[str, Sequence[str]] | None = None
-    backend: str = "solver"
-    supersample: int = 1
-    noise: float | None = None
-    noise_model: str = "auto"
-    line_free: int = 1
-    chains: int = 2
-    warmup: int = 200
-    samples: int = 300
-    starts: int = 64
-    map_iterations: int = 60
-    max_tree_depth: int = 6
-    evidence_epochs: int = 30
-    random_seed: int = 0
+    enabled: bool = FIT_DEFAULTS["enabled"]
+    families: tuple[str, ...] = tuple(FIT_DEFAULTS["families"])
+    free: Mapping[str, Sequence[str]] | None = FIT_DEFAULTS["free"]
+    backend: str = FIT_DEFAULTS["backend"]
+    supersample: int = FIT_DEFAULTS["supersample"]
+    noise: float | None = FIT_DEFAULTS["noise"]
+    noise_model: str = FIT_DEFAULTS["noise_model"]
+    line_free: int = FIT_DEFAULTS["line_free"]
+    chains: int = FIT_DEFAULTS["chains"]
+    warmup: int = FIT_DEFAULTS["warmup"]
+    samples: int = FIT_DEFAULTS["samples"]
+    starts: int = FIT_DEFAULTS["starts"]
+    map_iterations: int = FIT_DEFAULTS["map_iterations"]
+    max_tree_depth: int = FIT_DEFAULTS["max_tree_depth"]
+    evidence_epochs: int = FIT_DEFAULTS["evidence_epochs"]
+    random_seed: int = FIT_DEFAULTS["random_seed"]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FitSettings:
@@ -62,8 +63,8 @@ class FitSettings:
 
     @property
     def sampler(self) -> SamplerSettings:
-        names = [f.name for f in fields(SamplerSettings) if f.name != "seed"]
-        return SamplerSettings(seed=self.random_seed, **{n: getattr(self, n) for n in names})
+        """The sampler's settings (the same names; ``seed`` is ``random_seed``)."""
+        return SamplerSettings.from_fit_section(vars(self))
 
 
 def gradient_seconds(posterior: Posterior, z: np.ndarray, repeats: int = 3) -> float:
@@ -77,38 +78,58 @@ def gradient_seconds(posterior: Posterior, z: np.ndarray, repeats: int = 3) -> f
     return (time.perf_counter() - t0) / repeats
 
 
-def _stats(v: np.ndarray) -> dict:
-    q = np.percentile(v.reshape(-1), [5, 16, 50, 84, 95])
+def _stats(values: np.ndarray) -> dict:
+    """Mean, standard deviation and the 5, 16, 50, 84 and 95 percentiles of ``values``."""
+    q = np.percentile(values.reshape(-1), [5, 16, 50, 84, 95])
     return {
-        "mean": float(v.mean()),
-        "std": float(v.std()),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
         **{k: float(x) for k, x in zip(("q05", "q16", "q50", "q84", "q95"), q, strict=True)},
     }
 
 
-def fit_family(
-    obs, family: Family, line, settings: FitSettings, out_dir: Path, images: Mapping, **kw
-) -> dict:
-    """Fit one family to ``obs``; write its outputs; return its part of the summary."""
-    from coemu.fit import outputs
-
-    forward = ForwardModel(
+def forward_model(
+    obs: Observation,
+    family: Family,
+    line,
+    settings: FitSettings,
+    images: Mapping,
+    backend=None,
+    emulator=None,
+) -> ForwardModel:
+    """The forward model of ``family`` for ``obs`` with the fit's and the images' settings
+    (``backend``: the fit's unless given)."""
+    return ForwardModel(
         obs,
         family,
         line,
-        settings.backend,
-        kw.get("emulator"),
+        backend or settings.backend,
+        emulator,
         settings.supersample,
         images["v_turbulence"],
         images["background"],
     )
-    noise_model = settings.noise_model
-    if noise_model == "auto":
-        noise_model = "beam" if obs.beam is not None else "white"
-    if noise_model == "beam" and obs.beam is None:
-        raise CoemuInputError(obs.path, "BMAJ", "fit.noise_model is beam, but the observation has no beam")
-    kernel = beam_kernel(obs)[0] if noise_model == "beam" else None
-    likelihood = GaussianLikelihood(obs.data, obs.noise, kernel)
+
+
+def fit_family(
+    obs: Observation,
+    family: Family,
+    line,
+    settings: FitSettings,
+    out_dir: Path,
+    images: Mapping,
+    emulator=None,
+    truths: Mapping[str, float] | None = None,
+) -> dict:
+    """Fit one family to ``obs``; write its outputs; return its part of the summary.
+
+    Args:
+        images: the config's ``images`` section (turbulence, background).
+        emulator: a loaded emulator (with ``fit.backend`` emulator).
+        truths: the true parameter values (a mock's or a synthetic model's), if known.
+    """
+    forward = forward_model(obs, family, line, settings, images, emulator=emulator)
+    likelihood = GaussianLikelihood.of(obs, settings.noise_model)
     posterior = Posterior(family, forward, likelihood)
     t0 = time.perf_counter()
     found = posterior.find_map(settings.sampler)
@@ -127,21 +148,14 @@ def fit_family(
     with torch.no_grad():
         best = posterior.parameters(posterior.unflatten(found["z"]))
         model = forward(best)
-        chi2 = float(likelihood.chi2(model))
-    truths = kw.get("truths")
-    stem = out_dir / family.name
-    outputs.write_posterior(
-        chains, family, f"{stem}.posterior.nc", {"family": family.name, "observation": obs.path}
-    )
-    outputs.corner_plot(chains, family, f"{stem}.corner.png", truths)
-    outputs.channel_maps(obs.data, model.numpy(), obs.noise, obs.offsets, obs.unit, f"{stem}.channels.png")
+    _write_family_outputs(obs, family, chains, model, out_dir / family.name, truths)
     part = {
         "family": family.to_dict(),
-        "noise_model": noise_model,
+        "noise_model": likelihood.noise_model,
         "map": {p: float(best[p]) for p in family.free},
         "map_log_posterior": found["log_posterior"],
         "map_optima": found["optima"],
-        "chi2_per_pixel_at_map": chi2 / obs.data.size,
+        "chi2_per_pixel_at_map": float(likelihood.chi2(model)) / obs.data.size,
         "posterior": {p: _stats(chains.values[p]) for p in family.free},
         "convergence": diagnostics,
         "divergences_per_chain": chains.divergences,
@@ -155,28 +169,44 @@ def fit_family(
         "units": {p: UNITS.get(p, "1") for p in family.free},
     }
     if truths is not None:
-        part["truth"] = {p: truths[p] for p in family.free if p in truths}
-    if truths is not None and all(p in truths for p in family.free):
-        from coemu.fit.family import site_value
-
-        with torch.no_grad():
-            z = posterior.unconstrained(
-                {pr.site: site_value(pr, truths[pr.parameter]) for pr in family.priors}
-            )
-            part["log_posterior_at_truth"] = float(posterior.log_posterior(z))
-            part["chi2_per_pixel_at_truth"] = (
-                float(likelihood.chi2(forward(posterior.parameters(z)))) / obs.data.size
-            )
+        part |= _at_truth(posterior, likelihood, obs, family, truths)
     if settings.backend == "emulator":
         part["emulator_error"] = emulator_error(obs, family, line, images, settings, best, model)
     return part
 
 
+def _write_family_outputs(
+    obs: Observation, family: Family, chains: Chains, model, stem: Path, truths
+) -> None:
+    """``STEM.posterior.nc``, ``STEM.corner.png`` and ``STEM.channels.png`` (the data, the
+    model at the MAP, ``model`` (F, Y, X), and the residual)."""
+    from coemu.fit import outputs
+
+    outputs.write_posterior(
+        chains, family, f"{stem}.posterior.nc", {"family": family.name, "observation": obs.path}
+    )
+    outputs.corner_plot(chains, family, f"{stem}.corner.png", truths)
+    outputs.channel_maps(obs.data, model.numpy(), obs.noise, obs.offsets, obs.unit, f"{stem}.channels.png")
+
+
+def _at_truth(posterior: Posterior, likelihood, obs: Observation, family: Family, truths) -> dict:
+    """The summary's ``truth`` (the free parameters' true values) and, when every free
+    parameter has one, the log posterior and chi^2 per pixel there."""
+    part = {"truth": {p: truths[p] for p in family.free if p in truths}}
+    if all(p in truths for p in family.free):
+        with torch.no_grad():
+            z = posterior.unconstrained(
+                {prior.site: site_value(prior, truths[prior.parameter]) for prior in family.priors}
+            )
+            part["log_posterior_at_truth"] = float(posterior.log_posterior(z))
+            model = posterior.forward(posterior.parameters(z))
+            part["chi2_per_pixel_at_truth"] = float(likelihood.chi2(model)) / obs.data.size
+    return part
+
+
 def emulator_error(obs, family, line, images, settings, best, model) -> dict:
     """The emulator's error budget at the MAP: (emulator - solver) over the noise rms."""
-    solver = ForwardModel(
-        obs, family, line, "solver", None, settings.supersample, images["v_turbulence"], images["background"]
-    )
+    solver = forward_model(obs, family, line, settings, images, backend="solver")
     with torch.no_grad():
         diff = (model - solver(best)).numpy() / obs.noise
     return {"rms_over_noise": float(np.sqrt(np.mean(diff**2))), "max_over_noise": float(np.abs(diff).max())}
@@ -201,6 +231,7 @@ def fit_observation(
             its values, and the summary and plots show them.
         fixed: parameter -> value for the parameters not fitted (over the truth's and defaults).
         emulator: a model.pt (with ``fit.backend`` emulator).
+        distance: pc, v_sys: km/s, over the header's; rotation: of an image netCDF.
 
     Returns:
         The summary (also ``OUT_DIR/summary.json``).
@@ -218,28 +249,9 @@ def fit_observation(
     obs = read_observation(
         path, line.frequency, settings.noise, distance, v_sys, settings.line_free, rotation
     )
-    for name in settings.families:
-        if name not in FAMILIES:
-            raise CoemuInputError(
-                None, "fit.families", f"'{name}' is not one of {', '.join(FAMILIES)}", "config key"
-            )
     truths = truth_values(config["seed"], truth) if isinstance(truth, str) else truth
-    values = {**(truths or {}), **dict(fixed or {})}
-    families = [
-        Family.make(name, (settings.free or {}).get(name), values) for name in settings.families
-    ]  # every family checked before the first fit starts
-    model = None
-    if settings.backend == "emulator":
-        if emulator is None:
-            raise CoemuInputError(
-                None, "fit.backend", "is emulator, but no --emulator model.pt given", "config key"
-            )
-        from coemu.nn import Emulator
-
-        model = Emulator.load(emulator, "cpu")
-        model.source = str(emulator)
-        for p in model.parameters():
-            p.requires_grad_(False)
+    families = make_families(settings, {**(truths or {}), **dict(fixed or {})})
+    model = load_emulator(emulator) if settings.backend == "emulator" else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {
@@ -266,13 +278,53 @@ def fit_observation(
         )
         for f in families[1:]
     }
+    write_summary(summary, out_dir)
+    return summary
+
+
+def make_families(settings: FitSettings, values: Mapping[str, float]) -> list[Family]:
+    """The families of ``settings`` (``fit.families``, ``fit.free``), the parameters not fitted
+    at ``values`` or the defaults; every one checked before the first fit starts.
+
+    Raises:
+        CoemuInputError: an unknown family, or a free or fixed parameter a family does not use.
+    """
+    for name in settings.families:
+        if name not in FAMILIES:
+            raise CoemuInputError(
+                None, "fit.families", f"'{name}' is not one of {', '.join(FAMILIES)}", "config key"
+            )
+    return [Family.make(name, (settings.free or {}).get(name), values) for name in settings.families]
+
+
+def load_emulator(path: str | Path | None):
+    """The trained emulator ``path`` on the CPU, frozen (the fit differentiates its inputs only).
+
+    Raises:
+        CoemuInputError: no path given.
+    """
+    if path is None:
+        raise CoemuInputError(
+            None, "fit.backend", "is emulator, but no --emulator model.pt given", "config key"
+        )
+    from coemu.nn import Emulator
+
+    model = Emulator.load(path, "cpu")
+    model.source = str(path)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def write_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
+    """``summary.tsv``, ``summary.md`` and, last (its presence means the fit finished),
+    ``summary.json`` in ``out_dir``."""
     with atomic_output(out_dir / "summary.tsv") as tmp:
         tmp.write_text(summary_table(summary))
     with atomic_output(out_dir / "summary.md") as tmp:
         tmp.write_text(summary_markdown(summary))
     with atomic_output(out_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
-    return summary
 
 
 def require_fit_extra() -> None:

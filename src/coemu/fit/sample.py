@@ -28,13 +28,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
 
 from coemu.fit.family import Family
+from coemu.settings import section
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +49,32 @@ REFINED = 4
 LOWPASS = (0.04, 0.12)
 
 
+#: The schema's defaults of the ``fit`` config section (``coemu/config.schema.yaml``).
+FIT_DEFAULTS = section("fit")
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
-    """The ``fit`` section's sampler settings (see the schema)."""
+    """The ``fit`` section's sampler settings (defaults and descriptions: the schema's;
+    ``seed`` is the section's ``random_seed``)."""
 
-    chains: int = 2
-    warmup: int = 200
-    samples: int = 300
-    starts: int = 64
-    map_iterations: int = 60
-    max_tree_depth: int = 6
-    seed: int = 0
+    chains: int = FIT_DEFAULTS["chains"]
+    warmup: int = FIT_DEFAULTS["warmup"]
+    samples: int = FIT_DEFAULTS["samples"]
+    starts: int = FIT_DEFAULTS["starts"]
+    map_iterations: int = FIT_DEFAULTS["map_iterations"]
+    max_tree_depth: int = FIT_DEFAULTS["max_tree_depth"]
+    seed: int = FIT_DEFAULTS["random_seed"]
+
+    @classmethod
+    def from_fit_section(cls, fit: Mapping[str, Any]) -> SamplerSettings:
+        """From the ``fit`` config section (or :class:`coemu.fit.run.FitSettings` as a dict);
+        what it leaves out takes the schema's defaults."""
+        names = [f.name for f in fields(cls) if f.name != "seed"]
+        given = {name: fit[name] for name in names if name in fit}
+        if "random_seed" in fit:
+            given["seed"] = fit["random_seed"]
+        return cls(**given)
 
 
 @dataclass

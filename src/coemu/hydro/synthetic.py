@@ -1,21 +1,9 @@
 """Parametric AGB binary wind models, the embedded synthetic data set.
 
-A mass-losing AGB star and a companion orbit their centre of mass (the origin)
-in the xy plane. The wind is a spherical outflow from the AGB star,
-``rho = Mdot / (4 pi r^2 v(r))``, modulated by
-
-* an Archimedean spiral in the orbital plane launched by the companion, with
-  arm spacing ``v_wind x P_orb`` and a latitude-limited thickness;
-* arcs: the spiral's strength varies along the arm by a factor ``1 + e cos``
-  for eccentric orbits (periastron passages compress the wake);
-* an equatorial, disk-like density enhancement whose strength grows as the
-  orbit gets closer than ``DISK_SEPARATION``.
-
-Temperature falls as a power law of the distance to the AGB star (with a
-floor) and is mildly raised in compressed gas; the velocity is the radial
-outflow (beta-law acceleration) plus the orbital motion of the AGB star,
-carried out with conserved specific angular momentum. CO number density is the
-H2 number density times a CO abundance.
+The wind (an AGB star's outflow shaped by a companion: an Archimedean
+spiral, arcs, an equatorial enhancement; temperature and velocity laws) is
+:mod:`coemu.physics.wind`, in torch; :func:`wind_fields` and :func:`orbit`
+here evaluate it for numpy points and :class:`WindParameters`.
 
 Points lie on nested regular grids (an AMR-like layout, isotropic spacings):
 the outer level fills the domain with at most ``n_base`` nodes per axis at a
@@ -43,25 +31,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from coemu.constants import (
-    ASTRONOMICAL_UNIT as AU,
-)
-from coemu.constants import (
-    GRAVITATIONAL_CONSTANT,
-    HYDROGEN_MASS,
-    JULIAN_YEAR,
-    KM,
-    SOLAR_MASS,
-)
+from coemu.constants import ASTRONOMICAL_UNIT as AU
 from coemu.hydro.catalog import synthetic_model_id
 from coemu.hydro.model import HydroModel
-
-#: Mass per H2 molecule including helium (mean molecular weight per H2), kg.
-MASS_PER_H2 = 2.8 * HYDROGEN_MASS
-#: Orbits closer than this grow an equatorial density enhancement.
-DISK_SEPARATION = 6.0 * AU
-#: Temperature floor, K.
-TEMPERATURE_FLOOR = 10.0
 
 #: Ranges the parameters are drawn from: (low, high, "log" | "lin").
 PARAMETER_RANGES: dict[str, tuple[float, float, str]] = {
@@ -211,92 +183,41 @@ def _random_in_shell(rng: np.random.Generator, count: int, lo, hi, inner) -> np.
 
 
 def orbit(params: WindParameters) -> dict[str, np.ndarray | float]:
-    """Positions (m) and orbital speed of the two stars at the model's phase.
+    """Positions (m) and motion of the two stars at the model's phase (:func:`coemu.physics.wind.orbit`).
 
-    The AGB star is at ``-r M_c / M`` from the centre of mass along the line
-    to the companion; ``r = a (1 - e^2) / (1 + e cos phase)``.
+    Returns:
+        ``agb`` and ``companion`` (3,) m, ``agb_speed`` m/s, ``agb_orbit_radius`` m,
+        ``period`` s and ``phase`` rad (floats).
     """
-    m_agb = params.agb_mass * SOLAR_MASS
-    m_c = params.companion_mass * SOLAR_MASS
-    m_tot = m_agb + m_c
-    a = params.separation * AU
-    e = params.eccentricity
-    phi = params.orbital_phase
-    r = a * (1 - e**2) / (1 + e * np.cos(phi))
-    direction = np.array([np.cos(phi), np.sin(phi), 0.0])
-    agb = -r * m_c / m_tot * direction
-    companion = r * m_agb / m_tot * direction
-    # vis-viva speed of the relative orbit; the AGB star moves at the M_c/M share
-    v_rel = np.sqrt(GRAVITATIONAL_CONSTANT * m_tot * (2 / r - 1 / a))
-    period = 2 * np.pi * np.sqrt(a**3 / (GRAVITATIONAL_CONSTANT * m_tot))
+    from coemu.physics import wind  # torch: imported where the wind is evaluated
+
+    stars = wind.orbit(params.to_dict())
     return {
-        "agb": agb,
-        "companion": companion,
-        "agb_speed": float(v_rel * m_c / m_tot),
-        "agb_orbit_radius": float(r * m_c / m_tot),
-        "period": float(period),
-        "phase": float(phi),
+        "agb": stars.agb.numpy(),
+        "companion": stars.companion.numpy(),
+        "agb_speed": float(stars.agb_speed),
+        "agb_orbit_radius": float(stars.agb_orbit_radius),
+        "period": float(stars.period),
+        "phase": float(stars.phase),
     }
 
 
 def wind_fields(position: np.ndarray, params: WindParameters) -> dict[str, np.ndarray]:
-    """Evaluate the analytic wind at ``position`` (N, 3) in m.
+    """The analytic wind (:func:`coemu.physics.wind.wind_fields`) at ``position`` (N, 3) m.
 
     Returns:
-        dict with ``velocity`` (N, 3) m s-1, ``temperature`` (N,) K,
+        float64 arrays: ``velocity`` (N, 3) m s-1, ``temperature`` (N,) K,
         ``number_density_co`` (N,) m-3, ``mass_density`` (N,) kg m-3 and ``enhancement``
         (N,), the density over that of the smooth wind (1 + spiral + disk).
     """
-    orb = orbit(params)
-    r_star = params.stellar_radius * AU
-    v_inf = params.wind_velocity * KM
-    mdot = params.mass_loss_rate * SOLAR_MASS / JULIAN_YEAR
+    import torch  # imported where the wind is evaluated: drawing parameters needs no torch
 
-    rel = position - orb["agb"]
-    r = np.maximum(np.linalg.norm(rel, axis=1), r_star)
-    r_hat = rel / r[:, None]
-    # beta = 0.5 velocity law with a 1 km/s floor at the stellar surface
-    v_r = KM + (v_inf - KM) * np.sqrt(np.clip(1.0 - r_star / r, 0.0, 1.0))
-    rho_smooth = mdot / (4 * np.pi * r**2 * v_r)
+    from coemu.physics import wind
 
-    # Archimedean spiral in the orbital plane, launched from the companion
-    x, y, z = position.T
-    cyl = np.hypot(x, y)
-    azimuth = np.arctan2(y, x)
-    spacing = v_inf * orb["period"]
-    arm_phase = orb["phase"] - 2 * np.pi * cyl / spacing
-    delta = np.angle(np.exp(1j * (azimuth - arm_phase)))
-    latitude = np.arctan2(z, cyl)
-    arcs = 1.0 + params.eccentricity * np.cos(2 * np.pi * cyl / spacing + orb["phase"])
-    spiral = (
-        params.spiral_contrast
-        * arcs
-        * np.exp(-0.5 * (delta / params.spiral_width) ** 2)
-        * np.exp(-0.5 * (latitude / params.spiral_latitude) ** 2)
-    )
-    # equatorial, disk-like enhancement for close orbits
-    closeness = np.clip((DISK_SEPARATION - params.separation * AU) / DISK_SEPARATION, 0.0, 1.0)
-    disk = 4.0 * closeness * np.exp(-0.5 * (latitude / 0.15) ** 2)
-    enhancement = 1.0 + spiral + disk
-    rho = rho_smooth * enhancement
-
-    temperature = params.stellar_temperature * (r / r_star) ** (-params.temperature_exponent)
-    temperature = np.maximum(temperature * (1.0 + 0.2 * (enhancement - 1.0) / enhancement), TEMPERATURE_FLOOR)
-
-    # orbital motion of the AGB star, carried out with conserved angular momentum
-    r_orb = max(orb["agb_orbit_radius"], r_star)
-    v_phi = orb["agb_speed"] * np.where(cyl > r_orb, r_orb / np.maximum(cyl, 1e-30), cyl / r_orb)
-    phi_hat = np.stack([-np.sin(azimuth), np.cos(azimuth), np.zeros_like(azimuth)], axis=1)
-    velocity = v_r[:, None] * r_hat + v_phi[:, None] * phi_hat
-
-    n_co = params.co_abundance * rho / MASS_PER_H2
-    return {
-        "velocity": velocity,
-        "temperature": temperature,
-        "number_density_co": n_co,
-        "mass_density": rho,
-        "enhancement": enhancement,
-    }
+    points = torch.from_numpy(np.ascontiguousarray(position, dtype=np.float64))
+    with torch.no_grad():
+        fields = wind.wind_fields(points, params.to_dict())
+    return {name: value.numpy() for name, value in fields._asdict().items()}
 
 
 #: Default smallest point spacing of the synthetic models, au (``models.finest_spacing``).

@@ -31,13 +31,13 @@ FINGERPRINT_ATTR = "coemu_fingerprint"
 # (coemu/cli.py, the argument wiring, is left out on purpose: a new subcommand
 # would otherwise retrain every model).
 STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
-    "cubes": ("constants.py", "hydro", "geometry"),
+    "cubes": ("constants.py", "hydro", "physics", "geometry"),
     "images": ("constants.py", "rt"),
     "stats": ("stats", "data"),
     "training": ("constants.py", "nn", "training", "data", "rt"),
-    "evaluation": ("constants.py", "evaluation", "training", "nn", "data", "rt"),
-    "observations": ("constants.py", "observe", "rt"),
-    "fit": ("constants.py", "fit", "observe", "rt", "hydro", "nn", "data", "io"),
+    "evaluation": ("constants.py", "evaluation", "training", "nn", "data", "rt", "hydro", "physics"),
+    "observations": ("constants.py", "observe", "physics", "rt"),
+    "fit": ("constants.py", "fit", "observe", "physics", "rt", "hydro", "nn", "data", "io"),
 }
 
 # Files that count: Python sources (as syntax trees) and the solver's line data.

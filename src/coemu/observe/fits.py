@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS
@@ -39,6 +40,7 @@ from coemu.constants import SPEED_OF_LIGHT
 from coemu.io.atomic import atomic_output
 from coemu.io.errors import CoemuInputError
 from coemu.observe import units as conv
+from coemu.physics.units import convert_intensity
 from coemu.rt.spectral import velocity_to_frequency
 
 SPECTRAL_AXES = ("VRAD", "FREQ")
@@ -46,7 +48,9 @@ SPECTRAL_AXES = ("VRAD", "FREQ")
 
 @dataclass(frozen=True)
 class ObservationSettings:
-    """The ``observations`` config section (its schema holds the defaults and descriptions).
+    """The ``observations`` config section. Its defaults, ranges and descriptions are the
+    schema's (``coemu/config.schema.yaml``); :meth:`validate` is the one validation of these
+    settings, which the pipeline's config check runs too (:func:`coemu.settings.check_observations`).
 
     Attributes:
         distance: pc. v_sys: systemic velocity (radio, LSRK), km/s.
@@ -61,57 +65,55 @@ class ObservationSettings:
         export: the pipeline writes the test models' images as FITS.
     """
 
-    distance: float = 150.0
-    v_sys: float = 0.0
-    ra: float = 0.0
-    dec: float = 0.0
-    beam_major: float | None = 0.1
-    beam_minor: float | None = None
-    beam_pa: float = 0.0
-    unit: str = "Jy/beam"
-    temperature_scale: str = "planck"
-    spectral_axis: str = "VRAD"
-    noise: float | None = None
-    noise_seed: int = 0
-    clip: float | None = None
-    export: bool = False
+    from coemu.settings import section as _section  # the defaults: the schema's, read once
+
+    _defaults = _section("observations")
+    distance: float = _defaults["distance"]
+    v_sys: float = _defaults["v_sys"]
+    ra: float = _defaults["ra"]
+    dec: float = _defaults["dec"]
+    beam_major: float | None = _defaults["beam_major"]
+    beam_minor: float | None = _defaults["beam_minor"]
+    beam_pa: float = _defaults["beam_pa"]
+    unit: str = _defaults["unit"]
+    temperature_scale: str = _defaults["temperature_scale"]
+    spectral_axis: str = _defaults["spectral_axis"]
+    noise: float | None = _defaults["noise"]
+    noise_seed: int = _defaults["noise_seed"]
+    clip: float | None = _defaults["clip"]
+    export: bool = _defaults["export"]
+    del _section, _defaults
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ObservationSettings:
         """From a completed config: its ``observations`` section."""
         return cls(**config["observations"])
 
-    def check(self, cell_size: float):
-        """The beam (radio_beam.Beam, or None) after checking every setting against the pixel.
+    def validate(self) -> None:
+        """Every setting against the schema's ``observations`` section (types and ranges, the
+        names of units, temperature scales and spectral axes; finite numbers), then the rules
+        between them (Jy/beam needs a beam; the beam's minor axis at most its major; clipping
+        needs the noise rms): :func:`coemu.settings.check_observations`, which the pipeline's
+        config check runs on the config's section.
 
         Raises:
-            CoemuInputError: naming the setting: a distance <= 0, an unknown unit, temperature
-                scale or spectral axis, Jy/beam without a beam, a beam smaller than a pixel,
-                negative noise, a clip without noise, coordinates off the sky.
+            CoemuInputError: naming the setting (``distance``; the pipeline's check names it
+                ``observations.distance``).
         """
-        if not (math.isfinite(self.distance) and self.distance > 0):
-            raise CoemuInputError(None, "distance", f"{self.distance} pc; the distance must be > 0")
-        if self.unit not in conv.UNITS:
-            raise CoemuInputError(None, "unit", f"'{self.unit}' is not one of {', '.join(conv.UNITS)}")
-        if self.temperature_scale not in conv.TEMPERATURE_SCALES:
-            raise CoemuInputError(
-                None, "temperature_scale", f"'{self.temperature_scale}': {', '.join(conv.TEMPERATURE_SCALES)}"
-            )
-        if self.spectral_axis not in SPECTRAL_AXES:
-            raise CoemuInputError(
-                None, "spectral_axis", f"'{self.spectral_axis}': {', '.join(SPECTRAL_AXES)}"
-            )
-        if not (0.0 <= self.ra < 360.0 and -90.0 <= self.dec <= 90.0):
-            raise CoemuInputError(None, "ra", f"({self.ra}, {self.dec}) deg is not a position on the sky")
-        if self.noise is not None and not self.noise >= 0:
-            raise CoemuInputError(None, "noise", f"{self.noise}; the rms must be >= 0")
-        if self.clip is not None and not self.noise:
-            raise CoemuInputError(
-                None, "clip", "clipping at n sigma needs the noise rms (observations.noise)"
-            )
+        from coemu.settings import check_observations
+
+        check_observations(vars(self))
+
+    def check(self, cell_size: float):
+        """The beam (radio_beam.Beam, or None without one) after :meth:`validate` and the
+        check of the beam against the pixel (``cell_size`` m at ``distance`` pc).
+
+        Raises:
+            CoemuInputError: naming the setting: what :meth:`validate` refuses, or a beam whose
+                minor axis is smaller than a pixel.
+        """
+        self.validate()
         if self.beam_major is None:
-            if self.unit == "Jy/beam":
-                raise CoemuInputError(None, "beam_major", "unit Jy/beam needs a beam")
             return None
         pixel = conv.pixel_arcsec(cell_size, self.distance)
         return conv.make_beam(self.beam_major, self.beam_minor, self.beam_pa, pixel)
@@ -146,38 +148,34 @@ def observation(
         raise CoemuInputError(None, "spacing", "channels are not equally spaced in velocity")
     beam = settings.check(cell_size)
     pixel = conv.pixel_arcsec(cell_size, settings.distance)
+    kernel = None if beam is None else conv.BeamKernel.of(beam, pixel)
     frequencies = velocity_to_frequency(velocities, rest_frequency)
-    data = sky_array(intensity.astype(np.float64)) * conv.pixel_solid_angle(cell_size, settings.distance)
-    data /= conv.JANSKY  # Jy/pixel
-    if beam is not None:
-        data = conv.convolve(data, beam, pixel)  # Jy/beam
-        if settings.unit == "Jy/pixel":
-            data *= (pixel * u.arcsec).to_value(u.rad) ** 2 / beam.sr.to_value(u.sr)
-        elif settings.unit == "K":
-            data = conv.jy_per_beam_to_kelvin(data, frequencies, beam, settings.temperature_scale)
-    elif settings.unit == "K":
-        per_sr = data * conv.JANSKY / conv.pixel_solid_angle(cell_size, settings.distance)
-        data = conv.brightness_temperature(per_sr, frequencies, settings.temperature_scale)
+    data = convert_intensity(
+        torch.from_numpy(sky_array(intensity.astype(np.float64))),
+        torch.from_numpy(frequencies),
+        settings.unit,
+        conv.pixel_solid_angle(cell_size, settings.distance),
+        kernel,
+        settings.temperature_scale,
+    ).numpy()
     if settings.noise:
-        data = data + _noise(data.shape, settings, beam, pixel)
+        data = data + _noise(data.shape, settings, kernel)
     header = _header(data.shape, velocities, frequencies, rest_frequency, pixel, settings, beam)
     for key, value in (meta or {}).items():
         header[key] = value
     return fits.PrimaryHDU(data.astype(np.float32), header)
 
 
-def _noise(shape, settings: ObservationSettings, beam, pixel: float) -> np.ndarray:
-    """Gaussian noise of rms ``settings.noise`` per channel, correlated on the beam's scale if any."""
+def _noise(shape, settings: ObservationSettings, beam: conv.BeamKernel | None) -> np.ndarray:
+    """Gaussian noise (``shape``, float64) of rms ``settings.noise`` per pixel, seeded by
+    ``settings.noise_seed``: white, or white noise convolved periodically with the beam's kernel
+    and rescaled to that rms (correlated on the beam's scale, as the fit's likelihood models it)."""
     rng = np.random.default_rng(settings.noise_seed)
     white = rng.standard_normal(shape)
     if beam is None:
         return settings.noise * white
-    from astropy.convolution import convolve_fft
-
-    kernel = beam.as_kernel(pixel * u.arcsec)
-    k = kernel.array / kernel.array.sum()
-    smooth = np.stack([convolve_fft(ch, k, normalize_kernel=False, boundary="wrap") for ch in white])
-    return settings.noise * smooth / math.sqrt(float((k**2).sum()))
+    smooth = beam.convolve_periodic(torch.from_numpy(white)).numpy()
+    return settings.noise * smooth / math.sqrt(float((beam.kernel**2).sum()))
 
 
 def _header(shape, velocities, frequencies, rest_frequency, pixel, settings, beam) -> fits.Header:

@@ -80,21 +80,46 @@ def observe_model(
         CoemuInputError: a bad setting (naming it) before anything is rendered or written, or
             a cube that breaks the cube contract (:func:`coemu.geometry.cube_contract.check_cube`).
     """
-    from coemu.geometry.cube import make_cubes
-    from coemu.geometry.cube_contract import check_cube
-    from coemu.geometry.sphere import Extent, read_sphere_radius
     from coemu.hydro.sources import model_for
     from coemu.rt.lamda import load_line
-    from coemu.rt.render import RenderSettings
     from coemu.rt.spectral import channel_velocities, velocity_to_frequency
 
     settings = ObservationSettings.from_config(config)
-    images, cubes, m = config["images"], config["cubes"], config["models"]
+    images, m = config["images"], config["models"]
     matrix = viewing_matrix(inclination, position_angle, azimuth)
     offsets = channel_velocities(images["channels"], images["spacing"])  # m/s from the line centre
     line = load_line(images["molecule"], images["transition"], images["datafile"])
     check_channels(line, velocity_to_frequency(offsets, line.frequency), offsets + 1e3 * settings.v_sys)
     model = model_for(model_id, model_file, config["seed"], m["n_base"], m["levels"], m["finest_spacing"])
+    cube, cell_size = _viewed_cube(model, matrix, config, settings, sphere)
+    intensity, renderer = _render(cube, cell_size, config, line, offsets, emulator, device)
+    meta = {
+        "OBJECT": model.name,
+        "INCLIN": (float(inclination), "deg, 0 = face-on (coemu.observe.viewing)"),
+        "POSANG": (float(position_angle), "deg E of N, orbital axis"),
+        "AZIMUTH": (float(azimuth), "deg about the orbital axis"),
+        "RENDERER": renderer,
+    }
+    hdu = observation(intensity, offsets + 1e3 * settings.v_sys, line.frequency, cell_size, settings, meta)
+    path = write_fits(hdu, output)
+    log.info("wrote %s: %s, %d channels, %s", path, model.name, len(offsets), settings.unit)
+    if moments:
+        moment_maps(path, Path(output).with_suffix(""), settings)
+    return path
+
+
+def _viewed_cube(model, matrix: np.ndarray, config: Mapping[str, Any], settings, sphere):
+    """(the cube file of ``model`` seen through the rotation ``matrix`` (3, 3), its cell size m).
+
+    The cube's geometry is the config's ``cubes`` section on the sphere of ``sphere``
+    (sphere.json) or, without one, on the model's own. The observation settings are checked
+    against the cell size before the cube is made.
+    """
+    from coemu.geometry.cube import make_cubes
+    from coemu.geometry.cube_contract import check_cube
+    from coemu.geometry.sphere import Extent, read_sphere_radius
+
+    cubes = config["cubes"]
     if sphere is not None:
         radius = read_sphere_radius(sphere)
     else:
@@ -112,29 +137,17 @@ def observe_model(
         matrices=matrix[None],
     )
     check_cube(cube, model.source or model.name, coordinates=True)  # what every cube reader checks
+    return cube, cell_size
+
+
+def _render(cube, cell_size: float, config, line: Line, offsets: np.ndarray, emulator, device: str):
+    """((F, X, Y) W m-2 Hz-1 sr-1 of the cube's one rotation, the renderer's name for the
+    header): by the ``emulator`` (a model.pt) if given, else by the solver."""
+    from coemu.rt.render import RenderSettings
+
     if emulator is not None:
-        intensity, who = (
-            _emulate(emulator, cube, cell_size, offsets, device),
-            f"emulator {Path(emulator).name}",
-        )
-    else:
-        intensity, who = (
-            _solve(cube, cell_size, RenderSettings.from_config(config), line, offsets),
-            "coemu.rt solver",
-        )
-    meta = {
-        "OBJECT": model.name,
-        "INCLIN": (float(inclination), "deg, 0 = face-on (coemu.observe.viewing)"),
-        "POSANG": (float(position_angle), "deg E of N, orbital axis"),
-        "AZIMUTH": (float(azimuth), "deg about the orbital axis"),
-        "RENDERER": who,
-    }
-    hdu = observation(intensity, offsets + 1e3 * settings.v_sys, line.frequency, cell_size, settings, meta)
-    path = write_fits(hdu, output)
-    log.info("wrote %s: %s, %d channels, %s", path, model.name, len(offsets), settings.unit)
-    if moments:
-        moment_maps(path, Path(output).with_suffix(""), settings)
-    return path
+        return _emulate(emulator, cube, cell_size, offsets, device), f"emulator {Path(emulator).name}"
+    return _solve(cube, cell_size, RenderSettings.from_config(config), line, offsets), "coemu.rt solver"
 
 
 def _solve(cube, cell_size: float, render, line: Line, offsets: np.ndarray) -> np.ndarray:
