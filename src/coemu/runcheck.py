@@ -161,7 +161,7 @@ def check_run(
     check.expected = len(paths)
     check.missing = [p for p in paths if not (run_dir / p).is_file() or (run_dir / p).stat().st_size == 0]
 
-    kind = settings.emulator_kinds(config["training"])[0]
+    kind = settings.pipeline_emulator(config["training"])
     metrics_path = run_dir / f"results/evaluation/{kind}/finetune/metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     where = f"({kind}, finetune)"

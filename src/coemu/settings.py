@@ -349,6 +349,13 @@ def emulator_kinds(training: Mapping[str, Any]) -> list[str]:
     return [kind] if isinstance(kind, str) else list(kind)
 
 
+def pipeline_emulator(training: Mapping[str, Any]) -> str:
+    """The pipeline's own emulator: the first kind ``training.model.kind`` names (the timing,
+    the fit with the emulator backend and ``coemu check-run`` use it; the workflow's
+    ``EMULATOR``)."""
+    return emulator_kinds(training)[0]
+
+
 def stage_config(config: Mapping[str, Any], stage: str, kind: str | None = None) -> dict:
     """The part of a completed config that stage ``stage``'s code reads.
 
@@ -379,7 +386,7 @@ def stage_config(config: Mapping[str, Any], stage: str, kind: str | None = None)
         other = TRAINING_STAGES[1 - TRAINING_STAGES.index(stage)]
         training = {k: v for k, v in config["training"].items() if k not in (other, *JOB_SIZE_KEYS)}
         training[stage] = {k: v for k, v in training[stage].items() if k != "runtime"}
-        kind = kind or emulator_kinds(config["training"])[0]
+        kind = kind or pipeline_emulator(config["training"])
         training["model"] = {"kind": kind, kind: config["training"]["model"][kind]}
         return {"training": training}
     sections = {

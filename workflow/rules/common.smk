@@ -124,7 +124,7 @@ TRAIN = config["training"]
 # {kind}/{stage}/; the first (EMULATOR) is the pipeline's: the timing, the fit and check-run
 # use it, and the others are compared with it (results/evaluation/kinds.md).
 KINDS = settings.emulator_kinds(TRAIN)
-EMULATOR = KINDS[0]
+EMULATOR = settings.pipeline_emulator(TRAIN)
 STAGES = list(settings.TRAINING_STAGES)
 TRAIN_GPUS = settings.training_gpus(TRAIN)
 TRAIN_NPROC = settings.training_processes(TRAIN)

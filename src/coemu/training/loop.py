@@ -59,6 +59,7 @@ from coemu.io.blocks import read_manifests
 from coemu.io.errors import CoemuInputError
 from coemu.io.validation import read_json
 from coemu.nn import Emulator, emulator_kinds
+from coemu.settings import pipeline_emulator
 from coemu.training import checkpoint
 from coemu.training.distributed import (
     Context,
@@ -263,8 +264,7 @@ def make_datasets(
 
 def emulator_kind(model_settings: dict[str, Any], kind: str | None = None) -> str:
     """``kind``, or the first of the config's ``model.kind``; checked against the known kinds."""
-    kinds = model_settings["kind"]
-    chosen = kind or (kinds if isinstance(kinds, str) else kinds[0])
+    chosen = kind or pipeline_emulator({"model": model_settings})
     if chosen not in emulator_kinds():
         raise ValueError(f"unknown emulator kind '{chosen}' (known: {', '.join(emulator_kinds())})")
     return chosen
