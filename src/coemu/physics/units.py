@@ -21,7 +21,8 @@
 (:func:`coemu.observe.fits.observation`) and by the fit's forward model
 (:class:`coemu.fit.forward.ForwardModel`). Arrays are torch tensors (CPU or
 CUDA, autograd kept); images are (..., Y, X) and spectral cubes (F, Y, X),
-channels first.
+channels first; :func:`convert_intensity` also takes a batch of cubes (..., F, Y, X)
+(channels third from last, its ``frequency`` (F,) broadcast as (F, 1, 1)).
 """
 
 from __future__ import annotations
@@ -144,17 +145,27 @@ def _check_scale(scale: str) -> None:
         )
 
 
-def _channels(frequency, like: torch.Tensor) -> torch.Tensor:
-    """The (F,) frequencies (Hz) shaped to broadcast over ``like`` (F, ...)."""
+def _channels(frequency, like: torch.Tensor, channel_axis: int = 0) -> torch.Tensor:
+    """The (F,) frequencies (Hz) shaped to broadcast over ``like``: (F, 1, ..., 1) for channels
+    first (``channel_axis`` 0, ``like`` (F, ...)); for a negative ``channel_axis`` -k, (F, 1 x
+    (k - 1)), e.g. (F, 1, 1) against a batch of cubes (..., F, Y, X) for -3 (a (F, 1, 1, 1)
+    shape there would broadcast against the batch axis, silently when B == F)."""
     nu = torch.as_tensor(frequency, dtype=like.dtype, device=like.device)
+    if channel_axis < 0:
+        return nu.reshape(-1, *([1] * (-channel_axis - 1)))
+    if channel_axis != 0:
+        raise ValueError(f"channel_axis {channel_axis}: 0 (channels first) or negative")
     return nu.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def brightness_temperature(intensity: torch.Tensor, frequency, scale: str) -> torch.Tensor:
-    """K of ``intensity`` (W m-2 Hz-1 sr-1, (F, ...), channels first) at ``frequency`` (Hz,
-    (F,)); 0 K where the intensity is not positive on the Planck scale."""
+def brightness_temperature(
+    intensity: torch.Tensor, frequency, scale: str, channel_axis: int = 0
+) -> torch.Tensor:
+    """K of ``intensity`` (W m-2 Hz-1 sr-1, (F, ...), channels first; or with the channels on
+    a negative ``channel_axis``, e.g. -3 for (..., F, Y, X)) at ``frequency`` (Hz, (F,)); 0 K
+    where the intensity is not positive on the Planck scale."""
     _check_scale(scale)
-    nu = _channels(frequency, intensity)
+    nu = _channels(frequency, intensity, channel_axis)
     if scale == "rayleigh-jeans":
         return SPEED_OF_LIGHT**2 * intensity / (2.0 * BOLTZMANN * nu**2)
     positive = intensity > 0
@@ -163,11 +174,14 @@ def brightness_temperature(intensity: torch.Tensor, frequency, scale: str) -> to
     return torch.where(positive, PLANCK * nu / BOLTZMANN / torch.log1p(x), torch.zeros_like(intensity))
 
 
-def intensity_of_temperature(temperature: torch.Tensor, frequency, scale: str) -> torch.Tensor:
+def intensity_of_temperature(
+    temperature: torch.Tensor, frequency, scale: str, channel_axis: int = 0
+) -> torch.Tensor:
     """The inverse of :func:`brightness_temperature`: W m-2 Hz-1 sr-1 of ``temperature`` (K,
-    (F, ...)) at ``frequency`` (Hz, (F,)); 0 where the temperature is not positive (Planck)."""
+    (F, ...), or channels on ``channel_axis`` as there) at ``frequency`` (Hz, (F,)); 0 where
+    the temperature is not positive (Planck)."""
     _check_scale(scale)
-    nu = _channels(frequency, temperature)
+    nu = _channels(frequency, temperature, channel_axis)
     if scale == "rayleigh-jeans":
         return 2.0 * BOLTZMANN * nu**2 * temperature / SPEED_OF_LIGHT**2
     positive = temperature > 0
@@ -187,7 +201,8 @@ def convert_intensity(
     """A sky cube of specific intensity in an observation's ``unit``.
 
     Args:
-        intensity: (F, Y, X) W m-2 Hz-1 sr-1 (the FITS array's orientation).
+        intensity: (F, Y, X) W m-2 Hz-1 sr-1 (the FITS array's orientation); or a batch
+            (..., F, Y, X) (the result then (..., F, Y', X')).
         frequency: (F,) the channels' frequencies, Hz (for K).
         unit: :data:`UNITS` or :data:`INTENSITY_UNIT` (returned as it is, no beam).
         pixel_sr: the pixel's solid angle, sr (:func:`pixel_solid_angle`).
@@ -212,4 +227,4 @@ def convert_intensity(
         return jy_per_pixel
     if unit == "Jy/beam":
         return jy_per_pixel * (beam.solid_angle / pixel_sr)
-    return brightness_temperature(jy_per_pixel * (JANSKY / pixel_sr), frequency, scale)
+    return brightness_temperature(jy_per_pixel * (JANSKY / pixel_sr), frequency, scale, channel_axis=-3)

@@ -47,15 +47,16 @@ _PLANE = ((1, 2), (2, 0), (0, 1))
 
 
 def rotation_about(axis: int, degrees: torch.Tensor) -> torch.Tensor:
-    """(3, 3) right-handed rotation by ``degrees`` (0-d tensor) about cube-frame axis ``axis``
-    (0 x, 1 y, 2 z), of the angle's dtype and device (differentiable in the angle)."""
+    """(..., 3, 3) right-handed rotations by ``degrees`` (a tensor of shape (...), e.g. 0-d:
+    one (3, 3) matrix, or (B,): a batch) about cube-frame axis ``axis`` (0 x, 1 y, 2 z), of the
+    angle's dtype and device (differentiable in the angle)."""
     radians = degrees * (math.pi / 180.0)
     cos, sin = torch.cos(radians), torch.sin(radians)
     one, zero = torch.ones_like(cos), torch.zeros_like(cos)
     entries = [[one if row == col else zero for col in range(3)] for row in range(3)]
     i, j = _PLANE[axis]
     entries[i][i], entries[i][j], entries[j][i], entries[j][j] = cos, -sin, sin, cos
-    return torch.stack([torch.stack(row) for row in entries])
+    return torch.stack([torch.stack(row, dim=-1) for row in entries], dim=-2)
 
 
 def viewing_matrix(
@@ -63,6 +64,9 @@ def viewing_matrix(
 ) -> torch.Tensor:
     """(3, 3) rotation ``R(i, PA, phi) = R_z(-PA) R_x(-i) R_z(phi)`` from the model frame into
     the cube frame; angles in degrees, numbers or 0-d tensors (gradients flow).
+
+    Batched: angles given as tensors of shape (B,) (any mix with numbers or 0-d tensors) give
+    (B, 3, 3), one rotation per entry (the product broadcasts over the leading axes).
 
     Args:
         dtype, device: of the result (default: the inclination's if a tensor, else float64

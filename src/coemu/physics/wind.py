@@ -25,6 +25,14 @@ Parameters are a mapping of the :class:`coemu.hydro.synthetic.WindParameters`
 field names (units there: Msun/yr, km/s, Msun, au, rad, K) to Python floats
 or 0-d tensors (which may require grad); other keys are ignored. Everything
 is computed in the dtype and on the device of ``position``.
+
+Batches: any parameter may instead be a tensor of shape (B,), one value per
+model of a batch of B (a nested sampler's parameter vectors; the others stay
+numbers or 0-d tensors, shared). Then the points are (B, N, 3) (or (N, 3),
+shared by every model) and each field gains the leading B axis: (B, N) and
+(B, N, 3). A 0-d parameter is used exactly as before (the single model's
+arithmetic is unchanged, bit for bit); a (B,) one is taken as (B, 1) against
+the points' axis (:func:`per_point`).
 """
 
 from __future__ import annotations
@@ -56,13 +64,21 @@ TEMPERATURE_RAISE = 0.2
 Parameters = Mapping[str, "float | torch.Tensor"]
 
 
+def per_point(x: torch.Tensor) -> torch.Tensor:
+    """A parameter's tensor broadcast against the points' axis: a (B,) batch as (B, 1); a
+    0-d tensor (one model) as it is."""
+    return x[..., None] if x.dim() else x
+
+
 class Orbit(NamedTuple):
     """Where the stars are at the model's orbital phase (tensors of the parameters' dtype).
 
     Attributes:
-        agb, companion: (3,) positions, m (the centre of mass at the origin).
+        agb, companion: (3,) positions, m (the centre of mass at the origin); (B, 3) for a
+        batch of B models.
         agb_speed: the AGB star's orbital speed, m/s. agb_orbit_radius: its distance to the
         centre of mass, m. period: the orbital period, s. phase: the orbital phase, rad.
+        Each 0-d, or (B,) for a batch.
     """
 
     agb: torch.Tensor
@@ -79,7 +95,8 @@ class WindFields(NamedTuple):
     Attributes:
         velocity: (N, 3) m/s. temperature: (N,) K. number_density_co: (N,) m-3.
         mass_density: (N,) kg m-3. enhancement: (N,) the density over that of the smooth
-        wind (1 + spiral + disk; 1 for the single star).
+        wind (1 + spiral + disk; 1 for the single star). For a batch of B models each has a
+        leading B axis: (B, N, 3) and (B, N).
     """
 
     velocity: torch.Tensor
@@ -96,6 +113,8 @@ def orbit(params: Parameters, dtype: torch.dtype = torch.float64, device=None) -
     companion; ``r = a (1 - e^2) / (1 + e cos phase)``; the relative orbit's speed is the
     vis-viva one, of which the AGB star moves at the ``M_c / M`` share. Computed in float64
     whatever ``dtype`` (``r M_c`` in SI units, ~1e42, overflows float32), then converted.
+
+    Parameters of shape (B,) (a batch) give (B, 3) positions and (B,) scalars.
     """
 
     def value(name: str) -> torch.Tensor:
@@ -106,11 +125,13 @@ def orbit(params: Parameters, dtype: torch.dtype = torch.float64, device=None) -
     m_total = m_agb + m_companion
     a, e, phase = value("separation") * AU, value("eccentricity"), value("orbital_phase")
     r = a * (1 - e**2) / (1 + e * torch.cos(phase))
-    direction = torch.stack([torch.cos(phase), torch.sin(phase), torch.zeros_like(phase)])
+    direction = torch.stack([torch.cos(phase), torch.sin(phase), torch.zeros_like(phase)], dim=-1)
     v_relative = torch.sqrt(GRAVITATIONAL_CONSTANT * m_total * (2 / r - 1 / a))
     stars = Orbit(
-        agb=-r * m_companion / m_total * direction,
-        companion=r * m_agb / m_total * direction,
+        # (B,) scalars times the (B, 3) or (3,) direction: along the last axis ((B,) * (3,) would
+        # broadcast wrongly, and silently for B = 3)
+        agb=per_point(-r * m_companion / m_total) * direction,
+        companion=per_point(r * m_agb / m_total) * direction,
         agb_speed=v_relative * m_companion / m_total,
         agb_orbit_radius=r * m_companion / m_total,
         period=2 * math.pi * torch.sqrt(a**3 / (GRAVITATIONAL_CONSTANT * m_total)),
@@ -123,23 +144,25 @@ def wind_fields(position: torch.Tensor, params: Parameters, single: bool = False
     """The analytic wind at ``position`` (N, 3) m, in the model frame.
 
     Args:
-        params: the wind's parameters (see the module docstring); for ``single`` the
-            companion's and the spiral's are not read.
+        position: (N, 3) m; or (B, N, 3) (or (N, 3) shared) for a batch of B models.
+        params: the wind's parameters (see the module docstring), numbers or 0-d tensors, or
+            (B,) tensors for a batch; for ``single`` the companion's and the spiral's are not
+            read.
         single: the AGB star alone, at the origin.
     """
 
     def value(name: str) -> torch.Tensor:
-        return as_tensor(params[name], position.dtype, position.device)
+        return per_point(as_tensor(params[name], position.dtype, position.device))
 
     r_star = value("stellar_radius") * AU
     v_terminal = value("wind_velocity") * KM
     mdot = value("mass_loss_rate") * SOLAR_MASS / JULIAN_YEAR
-    stars = None if single else orbit(params, position.dtype, position.device)
+    stars = None if single else _per_point_orbit(orbit(params, position.dtype, position.device))
     centre = torch.zeros(3, dtype=position.dtype, device=position.device) if single else stars.agb
     offset = position - centre
-    r = torch.clamp(torch.linalg.vector_norm(offset, dim=1), min=r_star)
+    r = torch.clamp(torch.linalg.vector_norm(offset, dim=-1), min=r_star)
     v_r = radial_speed(r, r_star, v_terminal)
-    velocity = v_r[:, None] * (offset / r[:, None])
+    velocity = v_r[..., None] * (offset / r[..., None])
     if single:
         enhancement = torch.ones_like(r)
     else:
@@ -159,16 +182,26 @@ def wind_fields(position: torch.Tensor, params: Parameters, single: bool = False
     )
 
 
+def _per_point_orbit(stars: Orbit) -> Orbit:
+    """A batch's orbit broadcast against the points: positions (B, 3) as (B, 1, 3), scalars (B,)
+    as (B, 1); one model's as it is."""
+    return Orbit(
+        *(x[..., None, :] if x.dim() > 1 else x for x in stars[:2]),
+        *(per_point(x) for x in stars[2:]),
+    )
+
+
 def radial_speed(r: torch.Tensor, r_star: torch.Tensor, v_terminal: torch.Tensor) -> torch.Tensor:
     """(N,) m/s at distance ``r`` (N,) m from the AGB star: the beta = 0.5 law from
-    :data:`SURFACE_SPEED` at the stellar surface ``r_star`` (m) to ``v_terminal`` (m/s)."""
+    :data:`SURFACE_SPEED` at the stellar surface ``r_star`` (m) to ``v_terminal`` (m/s)
+    (batches: (B, N), with (B, 1) parameters)."""
     acceleration = torch.sqrt(torch.clamp(1.0 - r_star / r, 0.0, 1.0))
     return SURFACE_SPEED + (v_terminal - SURFACE_SPEED) * acceleration
 
 
 class Cylindrical(NamedTuple):
-    """Points about the orbital axis, each (N,): ``cylinder`` the distance to the axis (m),
-    ``azimuth`` and ``latitude`` (rad, seen from the centre of mass)."""
+    """Points about the orbital axis, each (N,) (or (B, N)): ``cylinder`` the distance to the
+    axis (m), ``azimuth`` and ``latitude`` (rad, seen from the centre of mass)."""
 
     cylinder: torch.Tensor
     azimuth: torch.Tensor
@@ -176,8 +209,8 @@ class Cylindrical(NamedTuple):
 
     @classmethod
     def of(cls, position: torch.Tensor) -> Cylindrical:
-        """Of ``position`` (N, 3) m in the model frame."""
-        x, y, z = position.unbind(1)
+        """Of ``position`` (N, 3) (or (B, N, 3)) m in the model frame."""
+        x, y, z = position.unbind(-1)
         cylinder = torch.hypot(x, y)
         return cls(cylinder, torch.atan2(y, x), torch.atan2(z, cylinder))
 
@@ -189,7 +222,7 @@ def spiral(where: Cylindrical, stars: Orbit, v_terminal: torch.Tensor, value) ->
     arm spacing ``v_terminal x period`` (m/s x s); Gaussian across the arm in azimuth
     (``spiral_width``) and in latitude (``spiral_latitude``), modulated along the arm by
     ``1 + e cos`` (arcs); ``spiral_contrast`` at its peak. ``value``: parameter name -> 0-d
-    tensor.
+    tensor (or (B, 1) for a batch, as ``stars``' scalars).
     """
     winding = 2 * math.pi * where.cylinder / (v_terminal * stars.period)
     angle = where.azimuth - (stars.phase - winding)
@@ -212,15 +245,15 @@ def disk(where: Cylindrical, separation: torch.Tensor) -> torch.Tensor:
 
 
 def orbital_velocity(where: Cylindrical, stars: Orbit, r_star: torch.Tensor) -> torch.Tensor:
-    """(N, 3) m/s at the points ``where``: the AGB star's orbital motion carried out with
-    conserved specific angular momentum (azimuthal, falling as ``1 / cylinder`` outside its
-    orbit, rigid inside; the orbit's radius at least ``r_star``, m)."""
+    """(N, 3) (or (B, N, 3)) m/s at the points ``where``: the AGB star's orbital motion carried
+    out with conserved specific angular momentum (azimuthal, falling as ``1 / cylinder``
+    outside its orbit, rigid inside; the orbit's radius at least ``r_star``, m)."""
     r_orbit = torch.clamp(stars.agb_orbit_radius, min=r_star)
     cylinder = where.cylinder
     profile = torch.where(cylinder > r_orbit, r_orbit / torch.clamp(cylinder, min=1e-30), cylinder / r_orbit)
     azimuth = where.azimuth
-    phi_hat = torch.stack([-torch.sin(azimuth), torch.cos(azimuth), torch.zeros_like(azimuth)], dim=1)
-    return (stars.agb_speed * profile)[:, None] * phi_hat
+    phi_hat = torch.stack([-torch.sin(azimuth), torch.cos(azimuth), torch.zeros_like(azimuth)], dim=-1)
+    return (stars.agb_speed * profile)[..., None] * phi_hat
 
 
 def temperature(
