@@ -12,19 +12,34 @@ estimate; the error reported is that of
 ``ln Z`` from harmonic's variance of ``1 / Z`` (statistical only: it does not
 include a flow that fits the posterior badly, which harmonic's basic
 diagnostic checks and the summary reports).
+
+:func:`ln_evidence_from_nested` applies the same estimator to a nested
+sampler's equal-weight draws (:mod:`coemu.fit.nested`), mapped to the NUTS
+coordinates, shuffled and cut into pseudo-chains, and compares its ln Z with
+the nested sampler's own.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from coemu.fit.family import Prior
+    from coemu.fit.nested import NestedResult
 
 log = logging.getLogger(__name__)
 
 #: Fewest draws per block when chains are cut into blocks.
 MIN_BLOCK = 50
+#: Pseudo-chains of nested samples for the harmonic mean: at least this many, of at least
+#: :data:`NESTED_MIN_DRAWS` draws each.
+NESTED_MIN_CHAINS = 20
+NESTED_MIN_DRAWS = 100
 
 
 def ln_evidence(
@@ -33,7 +48,8 @@ def ln_evidence(
     """ln Z and its error from samples ``z`` (C, D, K) with ``log_density`` (C, D).
 
     Returns:
-        ``{"ln_evidence", "error", "error_low", "error_high", "diagnostic_passed", "chains_used"}``.
+        ``{"ln_evidence", "error", "error_low", "error_high", "diagnostic_passed", "chains_used"}``;
+        where the estimate is not finite, NaN values (logged) and ``"reason"``.
 
     Raises:
         ValueError: fewer than 2 chains (one to train on, one to infer from).
@@ -67,6 +83,7 @@ def ln_evidence(
             "error_high": float("nan"),
             "diagnostic_passed": False,
             "chains_used": int(infer.nchains),
+            "reason": f"not finite (ln Z = {ln_z}): the flow does not fit the samples",
         }
     return {
         "ln_evidence": ln_z,
@@ -82,3 +99,82 @@ def ln_bayes_factor(first: dict, second: dict) -> dict:
     """ln(Z_first / Z_second) with the errors of the two ln Z added in quadrature."""
     value = first["ln_evidence"] - second["ln_evidence"]
     return {"ln_bayes_factor": value, "error": math.hypot(first["error"], second["error"])}
+
+
+def ln_evidence_from_nested(
+    result: NestedResult,
+    priors: Sequence[Prior],
+    epochs: int = 30,
+    seed: int = 0,
+    max_chains: int = 100,
+) -> dict:
+    """The learned harmonic mean ln Z of a nested sampler's equal-weight draws, and its
+    difference from the nested sampler's ln Z.
+
+    The draws ``result.samples`` (M, D, physical, without duplicates) are mapped to the NUTS
+    coordinates with NUTS's log density (:func:`coemu.fit.nested.unconstrained`: the position
+    angle's radius drawn from Rayleigh(1)), shuffled, and cut into ``C`` pseudo-chains of
+    ``M // C`` draws, ``C = min(max_chains, M // 100)`` (at least 20 of at least 100); half of
+    them train the flow, half infer (:func:`ln_evidence`).
+
+    Returns:
+        ``{"ln_evidence", "error", "error_low", "error_high", "diagnostic_passed", "chains_used"
+        (the inference half), "draws_per_chain", "nested_ln_evidence", "nested_error",
+        "delta_sigma", "reason"}``:
+        ``delta_sigma`` = (ln Z_harmonic - ln Z_nested) / sqrt(error^2 + nested_error^2);
+        ``reason`` None, or why no estimate could be made (then ``ln_evidence``, ``error`` and
+        ``delta_sigma`` are None, never NaN).
+    """
+    from coemu.fit.nested import unconstrained
+
+    out = {
+        "ln_evidence": None,
+        "error": None,
+        "error_low": None,
+        "error_high": None,
+        "diagnostic_passed": False,
+        "chains_used": 0,
+        "draws_per_chain": 0,
+        "nested_ln_evidence": float(result.log_z),
+        "nested_error": float(result.log_z_error),
+        "delta_sigma": None,
+        "reason": None,
+    }
+    m = len(result.samples)
+    n_chains = min(max_chains, m // NESTED_MIN_DRAWS)
+    if result.failed:
+        out["reason"] = f"the nested sampler failed: {result.failed}"
+    elif n_chains < NESTED_MIN_CHAINS:
+        out["reason"] = (
+            f"{m} equal-weight draws: fewer than {NESTED_MIN_CHAINS} pseudo-chains of"
+            f" {NESTED_MIN_DRAWS} (raise the nested run's min_ess)"
+        )
+    if out["reason"] is None:
+        rng = np.random.default_rng(seed)
+        z, log_density = unconstrained(priors, result.samples, result.log_likelihood, rng)
+        if not (np.isfinite(z).all() and np.isfinite(log_density).all()):
+            out["reason"] = "a draw maps to a non-finite coordinate or density (on a prior edge)"
+    if out["reason"] is None:
+        order = rng.permutation(m)
+        draws = m // n_chains
+        keep = order[: n_chains * draws]
+        z = z[keep].reshape(n_chains, draws, -1)
+        log_density = log_density[keep].reshape(n_chains, draws)
+        try:
+            ev = ln_evidence(z, log_density, epochs=epochs, seed=seed, blocks=1)
+        except Exception as e:  # harmonic's own failure: reported
+            out["reason"] = f"harmonic raised {type(e).__name__}: {e}"
+        else:
+            out["draws_per_chain"] = draws
+            if ev.get("reason"):
+                out["reason"] = ev["reason"]
+                out["chains_used"] = ev["chains_used"]
+            else:
+                out.update(ev)
+                nested = float(result.log_z_error) if np.isfinite(result.log_z_error) else float("inf")
+                out["delta_sigma"] = (ev["ln_evidence"] - float(result.log_z)) / math.hypot(
+                    ev["error"], nested
+                )
+    if out["reason"]:
+        log.warning("harmonic mean evidence of the %s draws: %s", result.sampler, out["reason"])
+    return out
