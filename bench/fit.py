@@ -216,6 +216,9 @@ def main(argv=None) -> int:
     config = coemu_settings.complete(
         {
             "fit": {
+                # the MAP -> NUTS path this bench measured (results/fit-2026-12-02); nested sampling,
+                # the default of coemu fit since issue 29, needs the bench's nested summary keys first
+                "sampler": "nuts",
                 "chains": 2,
                 "warmup": 100,
                 "samples": 100,

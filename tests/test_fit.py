@@ -277,10 +277,24 @@ def _mock(path, kind="binary", snr=30.0, grid=8, **kw):
     return truth
 
 
-@pytest.mark.slow
+def _no_nan(value, where="summary") -> None:
+    """Fail on any NaN or infinity anywhere in a JSON value."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _no_nan(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for k, v in enumerate(value):
+            _no_nan(v, f"{where}[{k}]")
+    elif isinstance(value, float):
+        assert math.isfinite(value), where
+
+
+@pytest.mark.slow  # about 90 s on 2 cores
 def test_coemu_fit_end_to_end(tmp_path):
-    """A single-star mock, both families (binary with 3 free parameters): outputs, an
-    arviz-readable posterior, finite evidences, and the true family preferred."""
+    """A single-star mock, both families (binary with 3 free parameters), the default sampler
+    (nested, nautilus): outputs, an arviz-readable posterior, the nested ln Z with its error and
+    harmonic's cross-check (or its reason), the timing, no NaN in summary.json, and the true
+    family preferred."""
     import arviz as az
 
     # 7 channels 6 km/s apart hold the whole line (with fewer, wind velocity and mass-loss rate
@@ -291,11 +305,8 @@ def test_coemu_fit_end_to_end(tmp_path):
     fit = {
         "families": ["single", "binary"],
         "free": {"binary": binary_free},
-        "chains": 2,
-        "warmup": 60,
-        "samples": 100,
-        "starts": 8,
-        "max_tree_depth": 4,
+        "live_points": 200,
+        "min_ess": 5000,  # enough draws for harmonic's cross-check (binary; single: the reason)
         "evidence_epochs": 10,
     }
     run_cli(
@@ -308,21 +319,100 @@ def test_coemu_fit_end_to_end(tmp_path):
         "--config",
         json.dumps({"fit": fit}),
     )
-    summary = json.loads((tmp_path / "fit" / "summary.json").read_text())
+    text = (tmp_path / "fit" / "summary.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    summary = json.loads(text)
+    _no_nan(summary)
+    assert summary["sampler"]["method"] == "nested" and summary["sampler"]["nested_sampler"] == "nautilus"
     for family in ("binary", "single"):
         for suffix in ("posterior.nc", "corner.png", "channels.png"):
             assert (tmp_path / "fit" / f"{family}.{suffix}").stat().st_size > 0
         part = summary["families"][family]
-        assert np.isfinite(part["evidence"]["ln_evidence"]), part["evidence"]
-        assert part["timing"]["gradient_seconds"] > 0
-        assert "max_r_hat" in part["convergence"] and "divergences" in part["convergence"]
+        ev = part["evidence"]
+        assert ev["method"] == "nautilus" and ev["error"] > 0 and math.isfinite(ev["ln_evidence"]), ev
+        h = ev["harmonic"]
+        assert (h["reason"] is None) == (h["ln_evidence"] is not None), h
+        if h["reason"] is None:
+            assert h["error"] > 0 and abs(h["delta_sigma"]) < 5, h
+        conv = part["convergence"]
+        assert conv["converged"] and conv["failed"] is None and conv["ess"] >= 5000, conv
+        assert conv["stopped_by"] and conv["n_calls"] > 0
+        t = part["timing"]
+        assert t["likelihood_seconds_batched"] > 0 and t["likelihood_seconds_single"] > 0
+        assert t["fit_seconds"] >= t["nested_seconds"] > 0
+        assert "highest ln L" in part["map_method"]
+        assert "pair_mass" not in part  # the binary's viewing angles are fixed here
+    # the binary run's draws are enough for harmonic: the cross-check is there
+    assert summary["families"]["binary"]["evidence"]["harmonic"]["reason"] is None
     idata = az.from_netcdf(str(tmp_path / "fit" / "binary.posterior.nc"))
-    assert dict(idata.posterior.sizes) == {"chain": 2, "draw": 100}
+    assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] >= 2000
     assert set(idata.posterior.data_vars) == set(binary_free)
-    assert summary["ln_bayes_factors"]["single/binary"]["ln_bayes_factor"] > 2.0
+    bf = summary["ln_bayes_factors"]["single/binary"]
+    assert bf["ln_bayes_factor"] > 2.0 and bf["error"] > 0 and bf["methods"] == ["nautilus", "nautilus"]
     single = summary["families"]["single"]
     assert single["map"]["wind_velocity"] == pytest.approx(truth["wind_velocity"], rel=0.05)
     assert (tmp_path / "fit" / "summary.tsv").read_text().count("ln Z") == 2
+    assert "nautilus" in (tmp_path / "fit" / "summary.md").read_text()
+
+
+def test_bayes_factor_of_missing_or_nested_evidences():
+    """Both evidence dicts (NUTS's harmonic, a nested sampler's with its cross-check); a missing
+    one gives a reason, never NaN."""
+    from coemu.fit.evidence import ln_bayes_factor
+
+    nuts = {"ln_evidence": 10.0, "error": 0.3}
+    nested = {
+        "ln_evidence": 7.0,
+        "error": 0.4,
+        "method": "nautilus",
+        "harmonic": {"ln_evidence": 7.1, "error": 0.2, "reason": None},
+    }
+    bf = ln_bayes_factor(nuts, nested)
+    assert bf["ln_bayes_factor"] == pytest.approx(3.0) and bf["error"] == pytest.approx(0.5)
+    assert bf["methods"] == ["harmonic", "nautilus"] and bf["reason"] is None and "harmonic" not in bf
+    both = ln_bayes_factor(
+        nested,
+        {
+            **nested,
+            "ln_evidence": 5.0,
+            "harmonic": {"ln_evidence": None, "error": None, "reason": "few draws"},
+        },
+    )
+    assert both["ln_bayes_factor"] == pytest.approx(2.0)
+    assert both["harmonic"]["ln_bayes_factor"] is None and "few draws" in both["harmonic"]["reason"]
+    for missing in (
+        {"ln_evidence": float("nan"), "error": float("nan"), "reason": "flow"},
+        {"ln_evidence": None, "error": None},
+    ):
+        bf = ln_bayes_factor(nuts, missing)
+        assert bf["ln_bayes_factor"] is None and bf["error"] is None and "second" in bf["reason"]
+
+
+def test_pair_mass_of_a_nested_binary_fit():
+    """The summary's pair mass: the nested run's weighted points around the true view, for the
+    binary family with both angles free and known; None otherwise."""
+    from coemu.fit.nested import NestedResult
+    from coemu.fit.run import _pair_mass, json_ready
+
+    family = Family.make("binary", fixed=_truth())
+    rng = np.random.default_rng(0)
+    n = 4000
+    theta = np.column_stack([rng.uniform(size=(n, len(family.free)))])
+    i, pa = family.free.index("inclination"), family.free.index("position_angle")
+    theta[:, i] = np.where(np.arange(n) < 3000, 55.0, 125.0) + rng.normal(0, 2, n)  # view, mirror
+    theta[:, pa] = np.where(np.arange(n) < 3000, 130.0, 310.0) + rng.normal(0, 2, n)
+    result = NestedResult(
+        "nautilus", family.free, weighted_samples=theta, log_weights=np.full(n, -math.log(n))
+    )
+    mass, line = _pair_mass(family, result, _truth())
+    members = {m["name"]: m["mass"] for m in mass["members"]}
+    assert members["view"] == pytest.approx(0.75, abs=0.01) and sum(members.values()) + mass[
+        "elsewhere"
+    ] == pytest.approx(1.0)
+    assert "the true view" in line
+    json.dumps(json_ready(mass), allow_nan=False)
+    assert _pair_mass(family, result, None) is None
+    assert _pair_mass(Family.make("single"), result, _truth()) is None
 
 
 def _edit(src, dst, **cards):
@@ -466,6 +556,7 @@ def test_fit_of_an_export_manifest_takes_the_truth_from_the_header(tmp_path):
     )
     sampler = {
         "families": ["single"],
+        "sampler": "nuts",  # the NUTS path end to end, on the smallest case
         "chains": 2,
         "warmup": 20,
         "samples": 30,
@@ -488,3 +579,11 @@ def test_fit_of_an_export_manifest_takes_the_truth_from_the_header(tmp_path):
     assert part["family"]["fixed"]["co_abundance"] == pytest.approx(truth["co_abundance"])
     assert part["truth"]["wind_velocity"] == pytest.approx(truth["wind_velocity"])
     assert summary["ln_bayes_factors"] == {}
+    assert summary["sampler"]["method"] == "nuts" and summary["sampler"]["chains"] == 2
+    assert "max_r_hat" in part["convergence"] and "divergences" in part["convergence"]
+    assert part["timing"]["gradient_seconds"] > 0 and "laplace_ln_evidence" in part["evidence"]
+    import arviz as az
+
+    idata = az.from_netcdf(str(tmp_path / "fit" / "single.posterior.nc"))
+    assert dict(idata.posterior.sizes) == {"chain": 2, "draw": 30} and "lp" in idata.sample_stats
+    assert (tmp_path / "fit" / "single.corner.png").stat().st_size > 0

@@ -95,10 +95,42 @@ def ln_evidence(
     }
 
 
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
 def ln_bayes_factor(first: dict, second: dict) -> dict:
-    """ln(Z_first / Z_second) with the errors of the two ln Z added in quadrature."""
-    value = first["ln_evidence"] - second["ln_evidence"]
-    return {"ln_bayes_factor": value, "error": math.hypot(first["error"], second["error"])}
+    """ln(Z_first / Z_second) with the errors of the two ln Z added in quadrature.
+
+    ``first`` and ``second`` are evidence dicts of a fit (NUTS's harmonic one, or a nested
+    sampler's with ``method`` and its ``harmonic`` cross-check): ``ln_evidence`` and ``error``
+    (nats). Where either is missing (None or not finite), ``ln_bayes_factor`` and ``error`` are
+    None and ``reason`` says why (never NaN). ``methods``: the two evidences' methods (harmonic
+    where not given); where both carry a ``harmonic`` cross-check with values, ``harmonic`` is
+    the Bayes factor of those.
+    """
+    out = {
+        "ln_bayes_factor": None,
+        "error": None,
+        "methods": [first.get("method", "harmonic"), second.get("method", "harmonic")],
+        "reason": None,
+    }
+    missing = [
+        f"{which} ln Z {'missing' if not _finite(ev.get('ln_evidence')) else 'has no error'}"
+        + (f" ({ev['reason']})" if ev.get("reason") else "")
+        for which, ev in (("the first", first), ("the second", second))
+        if not (_finite(ev.get("ln_evidence")) and _finite(ev.get("error")))
+    ]
+    if missing:
+        out["reason"] = "; ".join(missing)
+    else:
+        out["ln_bayes_factor"] = float(first["ln_evidence"] - second["ln_evidence"])
+        out["error"] = math.hypot(first["error"], second["error"])
+    if isinstance(first.get("harmonic"), dict) and isinstance(second.get("harmonic"), dict):
+        out["harmonic"] = {
+            k: v for k, v in ln_bayes_factor(first["harmonic"], second["harmonic"]).items() if k != "methods"
+        }
+    return out
 
 
 def ln_evidence_from_nested(

@@ -1,13 +1,15 @@
 """What a fit writes: posterior samples (arviz InferenceData as netCDF), a corner plot, channel maps.
 
 ``{family}.posterior.nc``: groups ``posterior`` (each free parameter,
-(chain, draw), physical units as in :data:`coemu.fit.family.UNITS`) and
-``sample_stats`` (``lp``: ln(L x prior) in the sampler's coordinates,
-``log_likelihood``); ``arviz.from_netcdf`` reads it.
+(chain, draw), physical units as in :data:`coemu.fit.family.UNITS`; a nested
+sampler's equal-weight draws are one chain) and ``sample_stats`` (NUTS:
+``lp``, ln(L x prior) in the sampler's coordinates, and ``log_likelihood``;
+nested: ``log_likelihood``); ``arviz.from_netcdf`` reads it.
 
 ``{family}.corner.png``: the corner plot (corner), with the true values when
 they are known. ``{family}.channels.png``: the observed channels, the MAP
-model and the residual in units of the noise rms.
+model (nested: the sampled point of highest ln L) and the residual in units
+of the noise rms.
 """
 
 from __future__ import annotations
@@ -20,13 +22,24 @@ from coemu.fit.family import UNITS
 from coemu.io.atomic import atomic_output
 
 
-def write_posterior(chains, family, path: str | Path, attrs: dict) -> Path:
-    """The chains as an arviz InferenceData netCDF file, written atomically."""
+def write_posterior(draws, family, path: str | Path, attrs: dict, sample_stats: dict | None = None) -> Path:
+    """Posterior draws as an arviz InferenceData netCDF file, written atomically.
+
+    Args:
+        draws: parameter -> (C, D) physical values (C chains of D draws; a nested sampler's M
+            equal-weight draws as one chain, (1, M)); a :class:`coemu.fit.sample.Chains`
+            (its ``values``, and ``lp`` and ``log_likelihood`` as ``sample_stats``) is taken too.
+        sample_stats: name -> (C, D) (``lp``: ln(L x prior) in the sampler's coordinates,
+            ``log_likelihood``: ln L), or None.
+    """
     import arviz as az
 
+    if hasattr(draws, "values") and hasattr(draws, "log_density"):  # a Chains
+        sample_stats = {"lp": draws.log_density, "log_likelihood": draws.log_likelihood}
+        draws = draws.values
     idata = az.from_dict(
-        posterior={p: chains.values[p] for p in family.free},
-        sample_stats={"lp": chains.log_density, "log_likelihood": chains.log_likelihood},
+        posterior={p: np.asarray(draws[p]) for p in family.free},
+        sample_stats=dict(sample_stats or {}),
         attrs={k: str(v) for k, v in attrs.items()},
     )
     for p in family.free:
@@ -45,14 +58,26 @@ def _plt():
     return plt
 
 
-def corner_plot(chains, family, path: str | Path, truths: dict | None = None) -> Path:
-    """Corner plot of the free parameters (log10 for the log-uniform ones)."""
+def corner_plot(
+    draws, family, path: str | Path, truths: dict | None = None, title: str | None = None
+) -> Path:
+    """Corner plot of the free parameters (log10 for the log-uniform ones).
+
+    Args:
+        draws: parameter -> (C, D) physical values (any shape: flattened), or a
+            :class:`coemu.fit.sample.Chains`.
+        title: the figure's title (default: the family and the draws' shape).
+    """
     import corner
 
     plt = _plt()
+    if hasattr(draws, "values") and hasattr(draws, "log_density"):  # a Chains
+        draws = draws.values
+    shape = np.shape(draws[family.free[0]])
+    title = title or f"{family.name} family: " + " x ".join(str(n) for n in shape) + " draws"
     columns, labels, marks = [], [], []
     for prior in family.priors:
-        v = chains.values[prior.parameter].reshape(-1)
+        v = np.asarray(draws[prior.parameter]).reshape(-1)
         t = None if truths is None else truths.get(prior.parameter)
         unit = UNITS.get(prior.parameter)
         if prior.kind == "log-uniform":
@@ -71,7 +96,7 @@ def corner_plot(chains, family, path: str | Path, truths: dict | None = None) ->
         title_kwargs={"fontsize": 8},
         label_kwargs={"fontsize": 8},
     )
-    fig.suptitle(f"{family.name} family: {chains.z.shape[0]} chains x {chains.z.shape[1]} draws", y=1.02)
+    fig.suptitle(title, y=1.02)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
     plt.close(fig)

@@ -1,9 +1,21 @@
-"""``coemu fit``: one observation, one or more families: MAP, NUTS, evidence, Bayes factors, outputs.
+"""``coemu fit``: one observation, one or more families: posterior, evidence, Bayes factors, outputs.
 
 For each family (in order): the forward model (:mod:`coemu.fit.forward`),
-the likelihood (:mod:`coemu.fit.likelihood`), the MAP and the NUTS chains
-(:mod:`coemu.fit.sample`), the log evidence (:mod:`coemu.fit.evidence`), the
-time per likelihood gradient, and the outputs (:mod:`coemu.fit.outputs`).
+the likelihood (:mod:`coemu.fit.likelihood`), then with ``fit.sampler``
+
+* ``nested`` (the default): nested sampling over the whole prior
+  (:func:`coemu.fit.nested.run_nested`, nautilus or ultranest, the batched
+  likelihood :class:`coemu.fit.likelihood.BatchedLogLikelihood`): the
+  posterior's equal-weight draws, the sampler's ln Z with its error, and the
+  learned harmonic mean of the same draws beside it
+  (:func:`coemu.fit.evidence.ln_evidence_from_nested`); the "MAP" is the
+  sampled point of highest ln L; for the binary family with known viewing
+  angles, the posterior mass near the true view and its partners
+  (:func:`coemu.fit.symmetry.pair_mass`);
+* ``nuts``: the MAP and the NUTS chains (:mod:`coemu.fit.sample`) and the
+  harmonic evidence of the chains (:func:`coemu.fit.evidence.ln_evidence`),
+
+the timing, and the outputs (:mod:`coemu.fit.outputs`).
 Then the log Bayes factor of the first family against each other one, and
 ``summary.json`` (written last: its presence means the fit finished) with a
 markdown table ``summary.md``.
@@ -13,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -23,10 +36,10 @@ import numpy as np
 import torch
 
 from coemu.fit.data import Observation, header_card, read_observation
-from coemu.fit.evidence import ln_bayes_factor, ln_evidence
+from coemu.fit.evidence import ln_bayes_factor, ln_evidence, ln_evidence_from_nested
 from coemu.fit.family import FAMILIES, UNITS, Family, site_value, truth_values
 from coemu.fit.forward import ForwardModel
-from coemu.fit.likelihood import GaussianLikelihood
+from coemu.fit.likelihood import BatchedLogLikelihood, GaussianLikelihood
 from coemu.fit.sample import FIT_DEFAULTS, Chains, Posterior, SamplerSettings, convergence
 from coemu.io.atomic import atomic_output
 from coemu.io.errors import CoemuInputError
@@ -46,6 +59,10 @@ class FitSettings:
     supersample: int = FIT_DEFAULTS["supersample"]
     noise: float | None = FIT_DEFAULTS["noise"]
     noise_model: str = FIT_DEFAULTS["noise_model"]
+    sampler: str = FIT_DEFAULTS["sampler"]
+    nested_sampler: str = FIT_DEFAULTS["nested_sampler"]
+    live_points: int | None = FIT_DEFAULTS["live_points"]
+    min_ess: int | None = FIT_DEFAULTS["min_ess"]
     line_free: int = FIT_DEFAULTS["line_free"]
     chains: int = FIT_DEFAULTS["chains"]
     warmup: int = FIT_DEFAULTS["warmup"]
@@ -62,9 +79,24 @@ class FitSettings:
         return cls(**{**config["fit"], "families": tuple(config["fit"]["families"])})
 
     @property
-    def sampler(self) -> SamplerSettings:
-        """The sampler's settings (the same names; ``seed`` is ``random_seed``)."""
+    def nuts(self) -> SamplerSettings:
+        """The MAP's and NUTS's settings (the same names; ``seed`` is ``random_seed``)."""
         return SamplerSettings.from_fit_section(vars(self))
+
+    def sampler_summary(self) -> dict:
+        """The summary's ``sampler``: ``method`` (nested or nuts) and that method's settings."""
+        if self.sampler == "nuts":
+            return {"method": "nuts", **{f.name: getattr(self.nuts, f.name) for f in fields(SamplerSettings)}}
+        from coemu.fit.nested import HARMONIC_MIN_ESS, LIVE_POINTS
+
+        return {
+            "method": "nested",
+            "nested_sampler": self.nested_sampler,
+            "live_points": self.live_points or LIVE_POINTS[self.nested_sampler],
+            "min_ess": self.min_ess or HARMONIC_MIN_ESS[self.nested_sampler],
+            "evidence_epochs": self.evidence_epochs,
+            "seed": self.random_seed,
+        }
 
 
 def gradient_seconds(posterior: Posterior, z: np.ndarray, repeats: int = 3) -> float:
@@ -123,6 +155,9 @@ def fit_family(
 ) -> dict:
     """Fit one family to ``obs``; write its outputs; return its part of the summary.
 
+    With ``settings.sampler`` nested: :func:`fit_family_nested`; with nuts: the MAP, NUTS and
+    harmonic's evidence of the chains.
+
     Args:
         images: the config's ``images`` section (turbulence, background).
         emulator: a loaded emulator (with ``fit.backend`` emulator).
@@ -130,10 +165,14 @@ def fit_family(
     """
     forward = forward_model(obs, family, line, settings, images, emulator=emulator)
     likelihood = GaussianLikelihood.of(obs, settings.noise_model)
+    if settings.sampler == "nested":
+        return fit_family_nested(
+            obs, family, line, settings, out_dir, images, forward, likelihood, emulator, truths
+        )
     posterior = Posterior(family, forward, likelihood)
     t0 = time.perf_counter()
-    found = posterior.find_map(settings.sampler)
-    chains = posterior.sample(found["z"], settings.sampler)
+    found = posterior.find_map(settings.nuts)
+    chains = posterior.sample(found["z"], settings.nuts)
     diagnostics = convergence(chains)
     if not diagnostics["converged"]:
         log.warning(
@@ -179,13 +218,204 @@ def _write_family_outputs(
     obs: Observation, family: Family, chains: Chains, model, stem: Path, truths
 ) -> None:
     """``STEM.posterior.nc``, ``STEM.corner.png`` and ``STEM.channels.png`` (the data, the
-    model at the MAP, ``model`` (F, Y, X), and the residual)."""
+    model at the MAP, ``model`` (F, Y, X), and the residual) of NUTS ``chains``."""
     from coemu.fit import outputs
 
     outputs.write_posterior(
-        chains, family, f"{stem}.posterior.nc", {"family": family.name, "observation": obs.path}
+        chains.values,
+        family,
+        f"{stem}.posterior.nc",
+        {"family": family.name, "observation": obs.path, "sampler": "nuts"},
+        {"lp": chains.log_density, "log_likelihood": chains.log_likelihood},
     )
-    outputs.corner_plot(chains, family, f"{stem}.corner.png", truths)
+    title = f"{family.name} family: {chains.z.shape[0]} chains x {chains.z.shape[1]} draws"
+    outputs.corner_plot(chains.values, family, f"{stem}.corner.png", truths, title)
+    outputs.channel_maps(obs.data, model.numpy(), obs.noise, obs.offsets, obs.unit, f"{stem}.channels.png")
+
+
+#: The half width (degrees of rotation) of the regions of :func:`coemu.fit.symmetry.pair_mass`.
+PAIR_WIDTH_DEG = 20.0
+
+
+def fit_family_nested(
+    obs: Observation,
+    family: Family,
+    line,
+    settings: FitSettings,
+    out_dir: Path,
+    images: Mapping,
+    forward: ForwardModel,
+    likelihood: GaussianLikelihood,
+    emulator=None,
+    truths: Mapping[str, float] | None = None,
+) -> dict:
+    """Nested sampling of one family (``fit.nested_sampler``): its part of the summary, and its
+    outputs (the equal-weight draws as one chain of M draws).
+
+    The part: ``posterior`` (statistics of the M equal-weight draws, physical units);
+    ``evidence``: the nested sampler's ``ln_evidence`` and ``error`` (``method``, and how the
+    error was estimated) with harmonic's ln Z of the same draws in ``harmonic`` (or its
+    ``reason``); ``convergence``: the sampler's own stopping criterion (``converged``,
+    ``stopped_by``, ``ess``, ``failed``, its ``diagnostics``); ``map``: the sampled point of
+    highest ln L (``map_method`` says so: not a maximum of the posterior); ``timing``
+    (seconds): ``likelihood_seconds_batched`` (the run's likelihood time per parameter vector),
+    ``likelihood_seconds_single`` (one unbatched ln L, no gradient), ``nested_seconds``,
+    ``fit_seconds`` (the wall time of the family's fit); ``pair_mass`` (binary family, known
+    viewing angles, both fitted): the mass near the true view and its partners, and
+    ``pair_mass_description``. A failed sampler leaves ``posterior`` and ``map`` None, writes
+    no outputs, and says why in ``convergence.failed`` and ``evidence.reason`` (logged).
+    """
+    from coemu.fit.nested import HARMONIC_MIN_ESS, run_nested
+
+    name = settings.nested_sampler
+    # before the run: the batched likelihood's inference mode leaves the forward model's cached
+    # tensors unusable for autograd (the truth's log posterior goes through pyro)
+    at_truth = {}
+    if truths is not None:
+        at_truth = _at_truth(Posterior(family, forward, likelihood), likelihood, obs, family, truths)
+    batched = BatchedLogLikelihood(family, forward, likelihood)
+    t0 = time.perf_counter()
+    result = run_nested(
+        batched,
+        family.priors,
+        sampler=name,
+        live_points=settings.live_points,
+        seed=settings.random_seed,
+        min_ess=settings.min_ess or HARMONIC_MIN_ESS[name],
+    )
+    harmonic = ln_evidence_from_nested(result, family.priors, settings.evidence_epochs, settings.random_seed)
+    wall = time.perf_counter() - t0
+    convergence_part = {
+        "converged": bool(result.converged and not result.failed),
+        "stopped_by": result.diagnostics.get("stopped_by"),
+        "ess": result.diagnostics.get("ess"),
+        "failed": result.failed,
+        "n_calls": result.n_calls,
+        "n_samples": int(len(result.samples)),
+        "diagnostics": result.diagnostics,
+    }
+    if result.failed:
+        log.error("%s: %s failed: %s", family.name, name, result.failed)
+    elif not result.converged:
+        log.warning(
+            "%s: %s did not converge (stopped by %s, ESS %.0f)",
+            family.name,
+            name,
+            convergence_part["stopped_by"],
+            convergence_part["ess"] or 0.0,
+        )
+    evidence = {
+        "ln_evidence": None if result.failed else float(result.log_z),
+        "error": None if result.failed else float(result.log_z_error),
+        "method": name,
+        "error_method": result.log_z_error_method,
+        "harmonic": {
+            k: harmonic[k]
+            for k in (
+                "ln_evidence",
+                "error",
+                "error_low",
+                "error_high",
+                "delta_sigma",
+                "diagnostic_passed",
+                "chains_used",
+                "draws_per_chain",
+                "reason",
+            )
+        },
+    }
+    if result.failed:
+        evidence["reason"] = f"{name} failed: {result.failed}"
+    part = {
+        "family": family.to_dict(),
+        "noise_model": likelihood.noise_model,
+        "map": None,
+        "map_method": "the sampled point of highest ln L (prior not included; not an optimum)",
+        "map_log_likelihood": None,
+        "chi2_per_pixel_at_map": None,
+        "posterior": None,
+        "convergence": convergence_part,
+        "evidence": evidence,
+        "timing": {
+            "likelihood_seconds_batched": batched.seconds / batched.n_vectors if batched.n_vectors else None,
+            "likelihood_seconds_single": None,
+            "likelihood_calls": batched.n_calls,
+            "likelihood_vectors": batched.n_vectors,
+            "nested_seconds": result.seconds,
+            "fit_seconds": wall,
+        },
+        "units": {p: UNITS.get(p, "1") for p in family.free},
+    }
+    if at_truth:
+        part |= at_truth
+    if result.failed or len(result.samples) == 0:
+        return part
+    top = int(np.argmax(result.weighted_log_likelihood))
+    theta = result.weighted_samples[top]
+    best = {k: torch.tensor(v, dtype=forward.dtype) for k, v in family.fixed.items()}
+    best |= {p: torch.tensor(float(theta[j]), dtype=forward.dtype) for j, p in enumerate(family.free)}
+    with torch.no_grad():
+        model = forward(best)
+    part["map"] = {p: float(theta[j]) for j, p in enumerate(family.free)}
+    part["map_log_likelihood"] = float(result.weighted_log_likelihood[top])
+    part["chi2_per_pixel_at_map"] = float(likelihood.chi2(model)) / obs.data.size
+    part["posterior"] = {p: _stats(result.samples[:, j]) for j, p in enumerate(family.free)}
+    part["timing"]["likelihood_seconds_single"] = likelihood_seconds(forward, likelihood, best)
+    view = _pair_mass(family, result, truths)
+    if view is not None:
+        part["pair_mass"], part["pair_mass_description"] = view
+    _write_nested_outputs(obs, family, result, model, out_dir / family.name, truths)
+    if settings.backend == "emulator":
+        part["emulator_error"] = emulator_error(obs, family, line, images, settings, best, model)
+    return part
+
+
+def likelihood_seconds(forward: ForwardModel, likelihood, params: Mapping, repeats: int = 3) -> float:
+    """Wall time (s) of one unbatched ln L at ``params`` (0-d tensors), no gradient (the mean of
+    ``repeats`` after a warm-up)."""
+    with torch.no_grad():
+        likelihood(forward(params))
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            likelihood(forward(params))
+    return (time.perf_counter() - t0) / repeats
+
+
+def _pair_mass(family: Family, result, truths) -> tuple[dict, str] | None:
+    """:func:`coemu.fit.symmetry.pair_mass` of the nested run's weighted points around the true
+    view, and its one line; None unless the binary family fits both angles and they are known."""
+    from coemu.fit import symmetry
+
+    angles = ("inclination", "position_angle")
+    if family.single or truths is None or not all(a in family.free and a in truths for a in angles):
+        return None
+    columns = {a: result.weighted_samples[:, family.free.index(a)] for a in angles}
+    view = (float(truths["inclination"]), float(truths["position_angle"]) % 360.0)
+    mass = symmetry.pair_mass(columns, view, PAIR_WIDTH_DEG, weights=np.exp(result.log_weights))
+    return mass, symmetry.describe(mass, "the true view")
+
+
+def _write_nested_outputs(obs: Observation, family: Family, result, model, stem: Path, truths) -> None:
+    """``STEM.posterior.nc`` (the M equal-weight draws as one chain), ``STEM.corner.png`` and
+    ``STEM.channels.png`` (the data, the model at the highest-ln L point, ``model`` (F, Y, X),
+    and the residual) of a nested run."""
+    from coemu.fit import outputs
+
+    draws = {p: result.samples[None, :, j] for j, p in enumerate(family.free)}
+    outputs.write_posterior(
+        draws,
+        family,
+        f"{stem}.posterior.nc",
+        {
+            "family": family.name,
+            "observation": obs.path,
+            "sampler": result.sampler,
+            "ln_evidence": result.log_z,
+        },
+        {"log_likelihood": result.log_likelihood[None]},
+    )
+    title = f"{family.name} family: {len(result.samples)} equal-weight draws ({result.sampler})"
+    outputs.corner_plot(draws, family, f"{stem}.corner.png", truths, title)
     outputs.channel_maps(obs.data, model.numpy(), obs.noise, obs.offsets, obs.unit, f"{stem}.channels.png")
 
 
@@ -241,9 +471,9 @@ def fit_observation(
     """
     from coemu.rt.lamda import load_line
 
-    require_fit_extra()
-    path, truth = resolve_observation(path, truth)
     settings = FitSettings.from_config(config)
+    require_fit_extra(settings.nested_sampler if settings.sampler == "nested" else None)
+    path, truth = resolve_observation(path, truth)
     images = config["images"]
     line = load_line(images["molecule"], images["transition"], images["datafile"])
     obs = read_observation(
@@ -262,7 +492,7 @@ def fit_observation(
         "grid": obs.grid,
         "channels": len(obs.offsets),
         "backend": settings.backend,
-        "sampler": {f.name: getattr(settings.sampler, f.name) for f in fields(SamplerSettings)},
+        "sampler": settings.sampler_summary(),
         "truth_model": truth if isinstance(truth, str) else None,
         "families": {},
     }
@@ -318,20 +548,23 @@ def load_emulator(path: str | Path | None):
 
 def write_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
     """``summary.tsv``, ``summary.md`` and, last (its presence means the fit finished),
-    ``summary.json`` in ``out_dir``."""
+    ``summary.json`` in ``out_dir`` (no NaN: :func:`json_ready`)."""
+    summary = json_ready(summary)
     with atomic_output(out_dir / "summary.tsv") as tmp:
         tmp.write_text(summary_table(summary))
     with atomic_output(out_dir / "summary.md") as tmp:
         tmp.write_text(summary_markdown(summary))
     with atomic_output(out_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.write_text(json.dumps(summary, indent=2, allow_nan=False))
 
 
-def require_fit_extra() -> None:
-    """Raise a clear error where the fit extra (pyro-ppl, arviz, corner, harmonic) is missing."""
+def require_fit_extra(nested_sampler: str | None = None) -> None:
+    """Raise a clear error where the fit extra (pyro-ppl, arviz, corner, harmonic, and the
+    ``nested_sampler`` if given: nautilus or ultranest) is missing."""
     import importlib.util
 
-    missing = [m for m in ("pyro", "arviz", "corner", "harmonic") if importlib.util.find_spec(m) is None]
+    modules = ("pyro", "arviz", "corner", "harmonic", *((nested_sampler,) if nested_sampler else ()))
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise CoemuInputError(
             None,
@@ -363,18 +596,81 @@ def resolve_observation(path: str | Path, truth):
     return path, truth
 
 
+def _num(value, fmt: str = ".3f", missing: str = "n/a") -> str:
+    """``value`` formatted, or ``missing`` where it is None or not finite."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, fmt)
+
+
+def json_ready(value):
+    """``value`` with every non-finite float as None and numpy scalars and arrays as Python
+    values: ``summary.json`` holds no NaN (a missing number is null, with a reason beside it)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _convergence_cells(conv: Mapping) -> tuple[str, str]:
+    """(the convergence measure, the divergences) of NUTS or a nested sampler, as table cells."""
+    if "max_r_hat" in conv:
+        return _num(conv["max_r_hat"], ".4f"), str(conv["divergences"])
+    return f"ESS {_num(conv.get('ess'), '.0f')}", ""
+
+
 def summary_table(summary: Mapping[str, Any]) -> str:
-    """Tab-separated: one row per family (ln Z, convergence), one per Bayes factor (the report's)."""
+    """Tab-separated: one row per family (ln Z, convergence), one per Bayes factor (the report's);
+    ``n/a`` for a missing number. The convergence column: NUTS's max R-hat, or the nested
+    sampler's ESS."""
     rows = ["quantity\tvalue\terror\tmax R-hat\tdivergences\tconverged"]
     for name, part in summary["families"].items():
         conv, ev = part["convergence"], part["evidence"]
+        measure, divergences = _convergence_cells(conv)
         rows.append(
-            f"ln Z {name}\t{ev['ln_evidence']:.3f}\t{ev['error']:.3f}\t{conv['max_r_hat']:.4f}"
-            f"\t{conv['divergences']}\t{conv['converged']}"
+            f"ln Z {name}\t{_num(ev['ln_evidence'])}\t{_num(ev['error'])}\t{measure}"
+            f"\t{divergences}\t{conv['converged']}"
         )
     for pair, bf in summary["ln_bayes_factors"].items():
-        rows.append(f"ln B {pair}\t{bf['ln_bayes_factor']:.3f}\t{bf['error']:.3f}\t\t\t")
+        rows.append(f"ln B {pair}\t{_num(bf['ln_bayes_factor'])}\t{_num(bf['error'])}\t\t\t")
     return "\n".join(rows) + "\n"
+
+
+def _family_line(name: str, part: Mapping[str, Any]) -> str:
+    """The markdown line of one family's evidence, convergence and timing."""
+    conv, ev, t = part["convergence"], part["evidence"], part["timing"]
+    chi2 = f" chi2/pixel at the MAP {_num(part['chi2_per_pixel_at_map'])};"
+    if "max_r_hat" in conv:
+        return (
+            f"**{name}**: ln Z = {_num(ev['ln_evidence'], '.2f')} +- {_num(ev['error'], '.2f')} (Laplace"
+            f" {_num(ev['laplace_ln_evidence'], '.2f')}); max R-hat {_num(conv['max_r_hat'])},"
+            f" {conv['divergences']} divergences ({'converged' if conv['converged'] else 'NOT converged'});"
+            f"{chi2} {_num(t['gradient_seconds'] * 1e3, '.0f')} ms"
+            f" per gradient, fit {t['fit_seconds']:.0f} s."
+        )
+    h = ev["harmonic"]
+    harmonic = (
+        f"harmonic {_num(h['ln_evidence'], '.2f')} +- {_num(h['error'], '.2f')}"
+        f" ({_num(h['delta_sigma'], '.1f')} sigma)"
+        if h["reason"] is None
+        else f"harmonic: none ({h['reason']})"
+    )
+    state = "converged" if conv["converged"] else f"NOT converged ({conv['failed'] or conv['stopped_by']})"
+    single, batched = t["likelihood_seconds_single"], t["likelihood_seconds_batched"]
+    return (
+        f"**{name}**: ln Z = {_num(ev['ln_evidence'], '.2f')} +- {_num(ev['error'], '.2f')}"
+        f" ({ev['method']}; {harmonic}); {conv['n_calls']} likelihood calls, ESS {_num(conv['ess'], '.0f')}"
+        f" ({state});{chi2} ln L {_num(batched * 1e3 if batched else None, '.2f')}"
+        f" ms per vector batched, {_num(single * 1e3 if single else None, '.1f')} ms single;"
+        f" fit {t['fit_seconds']:.0f} s."
+    )
 
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:
@@ -386,18 +682,12 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         "",
     ]
     for name, part in summary["families"].items():
-        conv, ev, t = part["convergence"], part["evidence"], part["timing"]
-        lines += [
-            f"**{name}**: ln Z = {ev['ln_evidence']:.2f} +- {ev['error']:.2f} (Laplace"
-            f" {ev['laplace_ln_evidence']:.2f}); max R-hat {conv['max_r_hat']:.3f},"
-            f" {conv['divergences']} divergences ({'converged' if conv['converged'] else 'NOT converged'});"
-            f" chi2/pixel at the MAP {part['chi2_per_pixel_at_map']:.3f};"
-            f" {t['gradient_seconds'] * 1e3:.0f} ms"
-            f" per gradient, fit {t['fit_seconds']:.0f} s.",
-            "",
-            "| parameter | truth | MAP | median | 68% interval |",
-            "|---|---|---|---|---|",
-        ]
+        lines += [_family_line(name, part), ""]
+        if part.get("pair_mass_description"):
+            lines += [f"Viewing angles: {part['pair_mass_description']}.", ""]
+        if part["posterior"] is None:
+            continue
+        lines += ["| parameter | truth | MAP | median | 68% interval |", "|---|---|---|---|---|"]
         for p, s in part["posterior"].items():
             truth = part.get("truth", {}).get(p)
             lines.append(
@@ -407,5 +697,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
             )
         lines.append("")
     for pair, bf in summary["ln_bayes_factors"].items():
-        lines.append(f"ln Bayes factor {pair} = {bf['ln_bayes_factor']:.2f} +- {bf['error']:.2f}")
+        if bf["ln_bayes_factor"] is None:
+            lines.append(f"ln Bayes factor {pair}: none ({bf['reason']})")
+        else:
+            lines.append(f"ln Bayes factor {pair} = {bf['ln_bayes_factor']:.2f} +- {bf['error']:.2f}")
     return "\n".join(lines) + "\n"
