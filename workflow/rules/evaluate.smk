@@ -54,6 +54,9 @@ rule compare_kinds:
         "logs/evaluation/kinds.log",
     conda:
         "../../envs/coemu.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         code=CODE["evaluation"],
     shell:
